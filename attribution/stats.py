@@ -1,0 +1,199 @@
+"""Small statistics shared by the estimators: normal intervals, robust OLS covariance, ratios.
+
+Every effect in the report is an `Estimate`; CIs are normal-approximation intervals from a
+standard error the estimator derived analytically (robust sandwich or influence function),
+so no bootstrap loop is needed even at a million users.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+
+def z_value(alpha: float) -> float:
+    return float(sps.norm.ppf(1.0 - alpha / 2.0))
+
+
+def p_value(effect: float, se: float) -> float:
+    if not math.isfinite(se) or se <= 0:
+        return float("nan")
+    return float(2.0 * sps.norm.sf(abs(effect) / se))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An absolute uplift per unit with its CI, and the same relative to the control mean."""
+
+    estimator: str
+    effect: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    control_mean: float
+    relative: float
+    relative_ci_low: float
+    relative_ci_high: float
+    n_treated: int
+    n_control: int
+
+    def significant(self, alpha: float) -> bool:
+        return bool(self.p_value < alpha)
+
+    def covers(self, value: float) -> bool:
+        return bool(self.ci_low <= value <= self.ci_high)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _clean(v) for k, v in asdict(self).items()}
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: report them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def make_estimate(
+    estimator: str,
+    effect: float,
+    se: float,
+    control_mean: float,
+    relative_se: float,
+    n_treated: int,
+    n_control: int,
+    alpha: float,
+) -> Estimate:
+    z = z_value(alpha)
+    relative = effect / control_mean if control_mean else float("nan")
+    return Estimate(
+        estimator=estimator,
+        effect=float(effect),
+        se=float(se),
+        ci_low=float(effect - z * se),
+        ci_high=float(effect + z * se),
+        p_value=p_value(effect, se),
+        control_mean=float(control_mean),
+        relative=float(relative),
+        relative_ci_low=float(relative - z * relative_se),
+        relative_ci_high=float(relative + z * relative_se),
+        n_treated=int(n_treated),
+        n_control=int(n_control),
+    )
+
+
+def ratio_se(effect: float, base: float, var_effect: float, var_base: float, cov: float) -> float:
+    """Delta-method standard error of effect / base."""
+    if not base:
+        return float("nan")
+    grad_e, grad_b = 1.0 / base, -effect / base**2
+    var = grad_e**2 * var_effect + grad_b**2 * var_base + 2 * grad_e * grad_b * cov
+    return math.sqrt(max(var, 0.0))
+
+
+def difference_in_means(
+    y: np.ndarray, treated: np.ndarray, estimator: str, alpha: float
+) -> Estimate:
+    """Welch difference of means, treated minus control (no adjustment at all)."""
+    y1, y0 = y[treated], y[~treated]
+    m1, m0 = float(y1.mean()), float(y0.mean())
+    v1 = float(y1.var(ddof=1)) / y1.size if y1.size > 1 else float("nan")
+    v0 = float(y0.var(ddof=1)) / y0.size if y0.size > 1 else float("nan")
+    effect = m1 - m0
+    se = math.sqrt(v1 + v0)
+    # effect and the control mean share the control sample: cov(m1 - m0, m0) = -var(m0).
+    rel_se = ratio_se(effect, m0, v1 + v0, v0, -v0)
+    return make_estimate(estimator, effect, se, m0, rel_se, y1.size, y0.size, alpha)
+
+
+def influence_estimate(
+    psi1: np.ndarray, psi0: np.ndarray, treated: np.ndarray, estimator: str, alpha: float
+) -> Estimate:
+    """Estimate from per-unit influence values of the two potential-outcome means."""
+    n = psi1.size
+    diff = psi1 - psi0
+    effect, base = float(diff.mean()), float(psi0.mean())
+    cov = np.cov(np.vstack([diff, psi0])) / n
+    se = math.sqrt(max(float(cov[0, 0]), 0.0))
+    rel_se = ratio_se(effect, base, float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1]))
+    return make_estimate(
+        estimator, effect, se, base, rel_se, int(treated.sum()), int((~treated).sum()), alpha
+    )
+
+
+def _xtx_inverse(exog: np.ndarray) -> np.ndarray:
+    xtx = exog.T @ exog
+    try:
+        return np.asarray(np.linalg.inv(xtx))
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.pinv(xtx))
+
+
+def hc2_covariance(
+    exog: np.ndarray, resid: np.ndarray, xtx_inv: np.ndarray | None = None
+) -> np.ndarray:
+    """HC2 sandwich covariance of OLS coefficients (leverage-corrected; Lin 2013 uses it)."""
+    xtx_inv = _xtx_inverse(exog) if xtx_inv is None else xtx_inv
+    leverage = np.einsum("ij,ij->i", exog @ xtx_inv, exog)
+    return _hc2(exog, resid, xtx_inv, leverage)
+
+
+def _hc2(
+    exog: np.ndarray, resid: np.ndarray, xtx_inv: np.ndarray, leverage: np.ndarray
+) -> np.ndarray:
+    scale = resid**2 / np.clip(1.0 - leverage, 1e-8, None)
+    meat = (exog * scale[:, None]).T @ exog
+    return np.asarray(xtx_inv @ meat @ xtx_inv)
+
+
+def ols_adjusted(
+    outcomes: dict[str, np.ndarray],
+    treated: np.ndarray,
+    covariates: np.ndarray,
+    estimator: str,
+    alpha: float,
+) -> dict[str, Estimate]:
+    """Regression adjustment with treatment × centred-covariate interactions (Lin 2013).
+
+    The treatment coefficient is then the average effect over the sample, valid with
+    heterogeneous effects; the intercept is the adjusted control mean. Used for segments and
+    secondary outcomes, where a full DoWhy model per cell would add nothing. The design, its
+    inverse and the leverages are shared by all outcomes.
+    """
+    t = treated.astype(float)
+    if covariates.size:
+        xc = covariates - covariates.mean(axis=0)
+        xc = xc[:, xc.std(axis=0) > 0]
+    else:
+        xc = np.empty((t.size, 0))
+    exog = np.column_stack([np.ones_like(t), t, xc, xc * t[:, None]])
+    xtx_inv = _xtx_inverse(exog)
+    leverage = np.einsum("ij,ij->i", exog @ xtx_inv, exog)
+    n_t, n_c = int(treated.sum()), int((~treated).sum())
+    out = {}
+    for name, y in outcomes.items():
+        coef = xtx_inv @ (exog.T @ y)
+        cov = _hc2(exog, y - exog @ coef, xtx_inv, leverage)
+        effect, base = float(coef[1]), float(coef[0])
+        rel_se = ratio_se(effect, base, cov[1, 1], cov[0, 0], cov[0, 1])
+        out[name] = make_estimate(
+            estimator, effect, math.sqrt(max(cov[1, 1], 0.0)), base, rel_se, n_t, n_c, alpha
+        )
+    return out
+
+
+def standardized_mean_differences(
+    covariates: np.ndarray, treated: np.ndarray, names: list[str]
+) -> dict[str, float]:
+    """|mean_t - mean_c| / pooled sd per covariate: > 0.1 is the usual imbalance flag."""
+    out = {}
+    for j, name in enumerate(names):
+        x1, x0 = covariates[treated, j], covariates[~treated, j]
+        pooled = math.sqrt((x1.var() + x0.var()) / 2.0)
+        out[name] = float(abs(x1.mean() - x0.mean()) / pooled) if pooled > 0 else 0.0
+    return out

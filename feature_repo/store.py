@@ -1,0 +1,101 @@
+"""Build a Feast FeatureStore from Loopline config and keep its registry applied.
+
+The same definitions serve both stores: [feast] online_store = "sqlite" (embedded default) or
+"redis" (scaled), each wrapped so the newest event time wins (feature_repo/online_stores.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from feast import FeatureStore, RepoConfig
+
+from feature_repo.errors import FeatureStoreError
+from loopline import settings
+from loopline.paths import PathsConfig, load_paths
+
+REPO_DIR = Path(__file__).parent
+
+_STORE_TYPES = {
+    "sqlite": "feature_repo.online_stores.NewestWinsSqliteOnlineStore",
+    "redis": "feature_repo.online_stores.NewestWinsRedisOnlineStore",
+}
+
+
+@dataclass(frozen=True)
+class FeastConfig:
+    """Online store selection ([feast] / LOOPLINE_FEAST_*)."""
+
+    online_store: str = "sqlite"
+    redis_connection_string: str = "127.0.0.1:6379"
+    project: str = "loopline"
+
+    def __post_init__(self) -> None:
+        if self.online_store not in _STORE_TYPES:
+            raise FeatureStoreError(
+                f"feast.online_store must be one of {sorted(_STORE_TYPES)}, "
+                f"got {self.online_store!r}"
+            )
+
+
+def load_feast(**overrides: object) -> FeastConfig:
+    return settings.load(FeastConfig, "feast", **overrides)
+
+
+def repo_config(feast: FeastConfig, paths: PathsConfig) -> RepoConfig:
+    online: dict[str, Any] = {"type": _STORE_TYPES[feast.online_store]}
+    if feast.online_store == "sqlite":
+        online["path"] = str(paths.feast / "online.db")
+    else:
+        online["connection_string"] = feast.redis_connection_string
+    return RepoConfig(
+        project=feast.project,
+        provider="local",
+        registry=str(paths.feast / "registry.db"),
+        online_store=online,
+        offline_store={"type": "file"},
+        entity_key_serialization_version=3,
+        repo_path=str(REPO_DIR),
+    )
+
+
+def feature_store(
+    feast: FeastConfig | None = None, paths: PathsConfig | None = None, apply: bool = False
+) -> FeatureStore:
+    """A FeatureStore over Loopline's repo; with apply=True, register the definitions first."""
+    feast = feast or load_feast()
+    paths = paths or load_paths()
+    paths.feast.mkdir(parents=True, exist_ok=True)
+    try:
+        store = FeatureStore(config=repo_config(feast, paths))
+        if apply:
+            apply_definitions(store)
+    except FeatureStoreError:
+        raise
+    except Exception as exc:  # Feast raises many unrelated types on bad config/connections
+        raise FeatureStoreError(
+            f"could not open the Feast store ({feast.online_store}): {type(exc).__name__}: {exc}"
+        ) from exc
+    return store
+
+
+def apply_definitions(store: FeatureStore) -> None:
+    """Register entities, views and services (idempotent) and create online tables."""
+    from feature_repo import definitions  # imported late: it reads the paths config
+
+    for source in (definitions.user_activity_source, definitions.item_performance_source):
+        Path(source.path).mkdir(parents=True, exist_ok=True)
+
+    store.apply(
+        [
+            definitions.user,
+            definitions.item,
+            definitions.user_activity_source,
+            definitions.item_performance_source,
+            definitions.user_activity,
+            definitions.item_performance,
+            definitions.ranker_v1,
+        ]
+    )

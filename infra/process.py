@@ -1,0 +1,242 @@
+"""Process plumbing shared by the service modules: spawn detached, find, stop, wait, ports.
+
+Linux only (reads /proc): the services run on the Debian development and CI machines.
+Services are started in a session of their own so a Ctrl-C in the terminal that ran
+`loopline infra up` does not reach them, and so `down` can find every process they forked
+(e.g. PyFlink's Python workers) by session id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+from infra.errors import ServiceStopError
+
+# `"$@"` keeps every argument intact; `echo $!` hands the service pid back before the shell
+# exits, so the service is re-parented away from us and never lingers as our zombie.
+_SPAWN_SCRIPT = '"$@" >>"$LOOPLINE_SERVICE_LOG" 2>&1 </dev/null & echo $!'
+
+
+def spawn_detached(
+    cmd: Sequence[str], log_file: Path, cwd: Path, env: Mapping[str, str] | None = None
+) -> int:
+    """Start `cmd` in a new session with output appended to `log_file`; return its pid."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    full_env = dict(os.environ if env is None else env)
+    full_env["LOOPLINE_SERVICE_LOG"] = str(log_file)
+    out = subprocess.run(
+        ["/bin/sh", "-c", _SPAWN_SCRIPT, "sh", *cmd],
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], session is [3])."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+
+
+def is_alive(pid: int, marker: str | None = None) -> bool:
+    """True if `pid` runs (zombies count as dead) and its command line contains `marker`.
+
+    The marker guards against pid reuse: a stale pid file must not make us kill a stranger.
+    """
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return False
+    return marker is None or marker in cmdline(pid)
+
+
+def session_members(sid: int) -> list[int]:
+    """Live pids whose session id is `sid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and fields[0] not in ("Z", "X") and int(fields[3]) == sid:
+            members.append(int(entry.name))
+    return members
+
+
+def session_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[3]) if fields else None
+
+
+def _reap(pid: int) -> None:
+    # Only possible when we are the parent (e.g. a test spawned it directly); harmless otherwise.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def terminate(pids: Iterable[int], timeout_s: float, what: str) -> None:
+    """SIGTERM `pids`, wait up to `timeout_s`, then SIGKILL survivors; raise if any remain."""
+    pending = [p for p in set(pids) if is_alive(p)]
+    for pid in pending:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for sig, wait_s in ((None, timeout_s), (signal.SIGKILL, 10.0)):
+        if sig is not None:
+            for pid in pending:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while pending and time.monotonic() < deadline:
+            for pid in pending:
+                _reap(pid)
+            pending = [p for p in pending if is_alive(p)]
+            if pending:
+                time.sleep(0.1)
+        if not pending:
+            return
+    raise ServiceStopError(f"{what}: expected pids {pending} to exit after SIGKILL; they still run")
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def read_pids(path: Path) -> list[int]:
+    """All pids in a pid file (Flink's daemon script writes one per line)."""
+    try:
+        lines = path.read_text().split()
+    except FileNotFoundError:
+        return []
+    return [int(x) for x in lines if x.isdigit()]
+
+
+def write_pid(path: Path, pid: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{pid}\n")
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _listening_sockets(port: int) -> list[tuple[str, str]]:
+    """(address, socket inode) of every LISTEN socket on `port`, from /proc/net/tcp{,6}."""
+    found = []
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for row in rows:
+            # cols[1] is "ADDR:PORT" in hex, cols[3] the state (0A = LISTEN), cols[9] the inode.
+            cols = row.split()
+            addr_hex, port_hex = cols[1].rsplit(":", 1)
+            if len(cols) <= 9 or cols[3] != "0A" or int(port_hex, 16) != port:
+                continue
+            # The kernel prints each 32-bit word of the address in host (little-endian) order.
+            raw = bytes.fromhex(addr_hex)
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
+            address = ipaddress.ip_address(words)
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            found.append((str(address), cols[9]))
+    return found
+
+
+def listen_addresses(port: int) -> set[str]:
+    """IP addresses listening on TCP `port` (to prove a service is bound to loopback only)."""
+    return {address for address, _ in _listening_sockets(port)}
+
+
+def port_owner(port: int) -> str:
+    """Best-effort 'pid N (command)' of the process listening on `port`, '' if unknown."""
+    inodes = {f"socket:[{inode}]" for _, inode in _listening_sockets(port)}
+    if not inodes:
+        return ""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return f"pid {entry.name} ({cmdline(int(entry.name))[:120]})"
+    return ""
+
+
+def describe_port_holder(host: str, port: int) -> str:
+    owner = port_owner(port)
+    return f"{host}:{port} is held by {owner}" if owner else f"{host}:{port} is already in use"
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    timeout_s: float,
+    still_starting: Callable[[], bool] = lambda: True,
+    interval_s: float = 0.25,
+) -> bool:
+    """Poll `ready` until it is true (True), `still_starting` turns false or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return True
+        if not still_starting():
+            return ready()
+        time.sleep(interval_s)
+    return ready()
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log, for error messages; '' when there is no log."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Serialise up/down of one service across processes (two terminals, parallel tests)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

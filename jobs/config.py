@@ -1,0 +1,114 @@
+"""The feedback job's one frozen config ([job] / LOOPLINE_JOB_*): windows, topics, sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.errors import JobConfigError
+from loopline import settings
+from schemas import topics
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """What the feedback job reads, how it labels and aggregates, and how it runs."""
+
+    # Which topics: defaults are the contract names in schemas.topics.
+    serving_topic: str = topics.SERVING
+    interactions_topic: str = topics.INTERACTIONS
+    labelled_topic: str = topics.LABELLED
+    unmatched_topic: str = topics.UNMATCHED
+    late_topic: str = topics.LATE
+    dead_letter_topic: str = topics.DEAD_LETTERS
+    lineage_topic: str = topics.LINEAGE
+    group_id: str = "loopline-feedback"
+    # earliest: replay everything the group has not committed; latest: only new events.
+    startup: str = "group-offsets"
+    # Stop at the offsets that exist when the job starts (tests, backfills, the demo's replays).
+    bounded: bool = False
+
+    # Event time. Out-of-orderness bounds the watermark; anything older than its partition's
+    # watermark is late. Idle partitions stop holding the watermark back after idle_timeout.
+    out_of_orderness_ms: int = 5_000
+    idle_timeout_ms: int = 10_000
+    # Events stamped further than this ahead of wall-clock time are rejected (dead-lettered).
+    max_future_ms: int = 3_600_000
+    # Label join: an impression is labelled by the outcomes inside this window after serving.
+    maturity_window_ms: int = 30 * 60_000
+    # How long a closed request is remembered (late duplicates, interactions after the window).
+    closed_request_ttl_ms: int = 2 * 3_600_000
+
+    # Unknown writer fingerprints are looked up in the schemas topic (schemas/registry.py).
+    schema_registry: bool = True
+    schemas_topic: str = topics.SCHEMAS
+
+    # Features: position-bias examination model 1/(1+position)^eta; last-N clicked items.
+    position_bias_eta: float = 1.0
+    last_clicked_n: int = 10
+
+    # Sinks: Feast writes are batched per shard; flushed at this size or after this long.
+    feast_flush_rows: int = 5_000
+    feast_flush_interval_ms: int = 1_000
+    feast_shards: int = 4
+    # Also log every online feature row to Parquet (Feast batch sources) for training.
+    offline_feature_log: bool = True
+    slice_partition_ms: int = 3_600_000
+
+    # Runtime. Python state is read through an LRU cache in the Python worker; a miss is a
+    # blocking round trip to the JVM, so the cache should hold the hot keys of every operator.
+    python_state_cache_size: int = 200_000
+    python_bundle_size: int = 20_000
+    python_bundle_time_ms: int = 200
+    python_execution_mode: str = "process"
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 10_000
+    # Fixed-delay restarts: a crashed worker or TaskManager is retried this many times, then the
+    # job fails cleanly (never an endless loop). Raise it where TaskManagers come back on their
+    # own (a supervisor restarting them), so each loss costs one attempt, not the job.
+    restart_attempts: int = 3
+    restart_delay_ms: int = 2_000
+    job_name: str = "loopline-feedback"
+    run_id: str | None = None
+
+    @property
+    def output_topics(self) -> tuple[str, ...]:
+        return (
+            self.labelled_topic,
+            self.unmatched_topic,
+            self.late_topic,
+            self.dead_letter_topic,
+            self.lineage_topic,
+        )
+
+    def __post_init__(self) -> None:
+        if self.startup not in ("group-offsets", "earliest-offset", "latest-offset"):
+            raise JobConfigError(
+                "job.startup must be group-offsets, earliest-offset or latest-offset, "
+                f"got {self.startup!r}"
+            )
+        for name in (
+            "out_of_orderness_ms",
+            "idle_timeout_ms",
+            "maturity_window_ms",
+            "feast_flush_rows",
+            "feast_flush_interval_ms",
+            "feast_shards",
+            "slice_partition_ms",
+            "parallelism",
+            "checkpoint_interval_ms",
+            "last_clicked_n",
+            "max_future_ms",
+            "restart_delay_ms",
+        ):
+            if getattr(self, name) <= 0:
+                raise JobConfigError(f"job.{name} must be positive, got {getattr(self, name)}")
+        if self.restart_attempts < 0:
+            raise JobConfigError(f"job.restart_attempts must be >= 0, got {self.restart_attempts}")
+        if self.serving_topic == self.interactions_topic:
+            raise JobConfigError("job.serving_topic and job.interactions_topic must differ")
+        if 3_600_000 % self.slice_partition_ms and self.slice_partition_ms % 3_600_000:
+            raise JobConfigError("job.slice_partition_ms must divide or be a multiple of 1 h")
+
+
+def load_job(**overrides: object) -> JobConfig:
+    return settings.load(JobConfig, "job", **overrides)

@@ -1,0 +1,15 @@
+"""Errors raised by the jobs and their submission."""
+
+from loopline.errors import LooplineError
+
+
+class JobError(LooplineError):
+    """A job could not be built, submitted or run."""
+
+
+class JobConfigError(JobError):
+    """A job setting is out of range or inconsistent."""
+
+
+class SinkError(JobError):
+    """A sink (Feast, slice log) failed to write; names the sink and what it was writing."""

@@ -1,0 +1,1 @@
+"""The feedback job: serving logs + interactions → labelled impressions, features, lineage."""

@@ -1,0 +1,162 @@
+"""Run the feedback job: in the local mini-cluster, or as the entry point of `flink run`.
+
+`python -m jobs.feedback.run` (or `flink run -py jobs/feedback/run.py`) builds the pipeline,
+announces the run on the lineage topic (START), executes, and on a bounded run reports the
+outcome (COMPLETE/FAIL); a bounded COMPLETE carries the reconciled totals of its topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from feature_repo.store import FeastConfig, feature_store, load_feast
+from jobs.config import JobConfig, load_job
+from jobs.errors import JobError
+from jobs.feedback import environment, pipeline
+from jobs.feedback.functions import RunContext, lineage_to_sink
+from jobs.reconcile import reconcile
+from jobs.transforms import lineage
+from loopline.kafka import KafkaConfig, load_kafka
+from loopline.paths import PathsConfig, load_paths
+from loopline.privacy import load_privacy, pseudonymiser
+from loopline.version import code_version as shared_code_version
+
+COUNTERS = ("input", "joined", "unmatched", "late", "dead_lettered")
+
+
+def code_version() -> str:
+    """The commit of the job's code (+ '-dirty' with local edits to what the job runs)."""
+    return shared_code_version(("jobs", "schemas", "feature_repo", "loopline"))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    job_id: str | None
+    seconds: float
+    counters: dict[str, int]
+    client: Any = None  # the JobClient of a run started with wait=False (cancel() stops it)
+
+
+def _send_lineage(kafka: KafkaConfig, run: RunContext, event: dict[str, Any]) -> None:
+    from kafka import KafkaProducer
+
+    record = lineage_to_sink(event, run.job.lineage_topic, run.paths.lineage, run.pseudonymiser)
+    producer = KafkaProducer(**kafka.producer_kwargs())
+    try:
+        producer.send(
+            record.topic, key=record.key, value=record.value, timestamp_ms=record.timestamp_ms
+        ).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def run(
+    job: JobConfig,
+    kafka: KafkaConfig,
+    feast: FeastConfig,
+    paths: PathsConfig,
+    wait: bool = True,
+    embedded: bool = True,
+) -> RunResult:
+    """Build and execute the job. With wait=False, submit it and return (unbounded runs)."""
+    run_id = job.run_id or str(uuid.uuid4())
+    context = RunContext(
+        replace(job, run_id=run_id), feast, paths, run_id, code_version(), kafka,
+        pseudonymiser(load_privacy(), paths),
+    )
+    feature_store(feast, paths, apply=True)  # the job writes into these views: register them
+    env, t_env = environment.create(job, paths, embedded)
+    pipeline.build(env, t_env, context, kafka)
+    inputs = [lineage.dataset("kafka", t) for t in (job.serving_topic, job.interactions_topic)]
+    _send_lineage(
+        kafka,
+        context,
+        lineage.run_event(
+            "START",
+            run_id,
+            job.job_name,
+            context.code_version,
+            int(time.time() * 1000),
+            inputs=inputs,
+            bounded=job.bounded,
+            parallelism=job.parallelism,
+        ),
+    )
+    started = time.time()
+    if not wait:
+        client = env.execute_async(job.job_name)
+        return RunResult(run_id, str(client.get_job_id()), 0.0, {}, client)
+    try:
+        result = env.execute(job.job_name)
+    except Exception as exc:
+        _send_lineage(
+            kafka,
+            context,
+            lineage.run_event(
+                "FAIL",
+                run_id,
+                job.job_name,
+                context.code_version,
+                int(time.time() * 1000),
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+            ),
+        )
+        raise JobError(f"feedback job {run_id} failed: {exc}") from exc
+    seconds = time.time() - started
+    # Totals over the run's topics, recounted from the durable outputs (exact for topics a
+    # bounded run owns; live per-operator counts are the Flink metrics loopline.*).
+    counters = reconcile(kafka, job).as_dict() if job.bounded else {}
+    _send_lineage(
+        kafka,
+        context,
+        lineage.run_event(
+            "COMPLETE",
+            run_id,
+            job.job_name,
+            context.code_version,
+            int(time.time() * 1000),
+            inputs=inputs,
+            seconds=round(seconds, 3),
+            topic_totals=counters,
+        ),
+    )
+    return RunResult(run_id, str(result.get_job_id()), seconds, counters)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the Loopline feedback job.")
+    parser.add_argument(
+        "--bounded",
+        action="store_true",
+        help="stop at the offsets present at start (replay/backfill)",
+    )
+    parser.add_argument("--run-id", help="identity of this run in lineage (default: random)")
+    parser.add_argument("--detached", action="store_true", help="submit and return")
+    parser.add_argument("--parallelism", type=int, help="operator parallelism")
+    parser.add_argument("--startup", help="group-offsets, earliest-offset or latest-offset")
+    parser.add_argument("--embedded", action="store_true",
+                        help="run in a local mini-cluster (default when not under `flink run`)")
+    args = parser.parse_args(argv)
+    job = load_job(bounded=args.bounded or None, run_id=args.run_id,
+                   parallelism=args.parallelism, startup=args.startup)
+    # `flink run` starts this script with FLINK_CONF_DIR set to the cluster's configuration.
+    embedded = args.embedded or "FLINK_CONF_DIR" not in os.environ
+    result = run(
+        job, load_kafka(), load_feast(), load_paths(), wait=not args.detached, embedded=embedded
+    )
+    print(
+        f"run {result.run_id} job {result.job_id} finished in {result.seconds:.1f}s "
+        f"{result.counters}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure transforms of the feedback job: no Flink import, state passed in and returned."""

@@ -1,0 +1,178 @@
+"""Feedback-slice partitions: which partition a row belongs to, its content fingerprint and
+manifest (event-time range, Kafka offset ranges, row count). Pure; the sink does the I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+LABELLED_DATASET = "labelled_impressions"
+UNMATCHED_DATASET = "unmatched_interactions"
+PARTITION_COLUMN = "event_hour"
+REFS_FIELD = "_source_refs"  # in-flight only: (topic, partition, offset) of every input used
+
+_TS = pa.timestamp("ms", tz="UTC")
+
+LABELLED_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("item_id", pa.string()),
+        ("user_id", pa.string()),
+        ("session_id", pa.string()),
+        ("model_version", pa.string()),
+        ("arm", pa.string()),
+        ("policy", pa.string()),
+        ("fallback", pa.bool_()),
+        ("position", pa.int32()),
+        ("score", pa.float64()),
+        ("propensity", pa.float64()),
+        ("served_at", _TS),
+        ("clicked", pa.bool_()),
+        ("added_to_cart", pa.bool_()),
+        ("purchased", pa.bool_()),
+        ("revenue", pa.float64()),
+        ("dwell_ms", pa.int64()),
+        ("interaction_count", pa.int32()),
+        ("label_window_ms", pa.int64()),
+        ("source_topic", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+    ]
+)
+UNMATCHED_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_time", _TS),
+        ("user_id", pa.string()),
+        ("session_id", pa.string()),
+        ("request_id", pa.string()),
+        ("item_id", pa.string()),
+        ("type", pa.string()),
+        ("revenue", pa.float64()),
+        ("dwell_ms", pa.int64()),
+        ("position", pa.int32()),
+        ("reason", pa.string()),
+        ("source_topic", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+    ]
+)
+SCHEMAS = {LABELLED_DATASET: LABELLED_SCHEMA, UNMATCHED_DATASET: UNMATCHED_SCHEMA}
+TIME_COLUMN = {LABELLED_DATASET: "served_at", UNMATCHED_DATASET: "event_time"}
+ROW_KEY = {LABELLED_DATASET: ("request_id", "item_id"), UNMATCHED_DATASET: ("event_id",)}
+
+
+def partition_of(event_ms: int, partition_ms: int) -> tuple[str, int, int]:
+    """(name, start ms, end ms) of the event-time partition holding `event_ms`."""
+    start = event_ms - event_ms % partition_ms
+    name = datetime.fromtimestamp(start / 1000, UTC).strftime("%Y-%m-%dT%H")
+    return name, start, start + partition_ms
+
+
+def unmatched_row(
+    event: dict[str, Any], reason: str, topic: str, partition: int, offset: int
+) -> dict[str, Any]:
+    return {
+        "event_id": event["event_id"],
+        "event_time": event["event_time"],
+        "user_id": event["user_id"],
+        "session_id": event["session_id"],
+        "request_id": event.get("request_id"),
+        "item_id": event["item_id"],
+        "type": event["type"],
+        "revenue": float(event.get("revenue") or 0.0),
+        "dwell_ms": event.get("dwell_ms"),
+        "position": event.get("position"),
+        "reason": reason,
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        REFS_FIELD: [(topic, partition, offset)],
+    }
+
+
+def dedupe(dataset: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per key (a replay after recovery may emit a row twice), in key order."""
+    key_fields = ROW_KEY[dataset]
+    unique = {tuple(r[k] for k in key_fields): r for r in rows}
+    return [unique[k] for k in sorted(unique)]
+
+
+def fingerprint(dataset: str, rows: list[dict[str, Any]]) -> str:
+    """sha256 over the rows' canonical JSON, in key order: same content → same fingerprint."""
+    digest = hashlib.sha256()
+    names = frozenset(SCHEMAS[dataset].names)
+    for row in rows:
+        clean = {k: v for k, v in row.items() if k in names}
+        digest.update(json.dumps(clean, sort_keys=True, separators=(",", ":")).encode())
+        digest.update(b"\n")
+    return "sha256:" + digest.hexdigest()
+
+
+def to_table(dataset: str, rows: list[dict[str, Any]]) -> pa.Table:
+    schema = SCHEMAS[dataset]
+    columns = {name: [r.get(name) for r in rows] for name in schema.names}
+    return pa.table(columns, schema=schema)
+
+
+def source_ranges(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[int]]]:
+    """{topic: {partition: [min offset, max offset]}} over every input the rows came from."""
+    ranges: dict[str, dict[str, list[int]]] = {}
+    for row in rows:
+        for topic, partition, offset in row.get(REFS_FIELD) or ():
+            span = ranges.setdefault(topic, {}).setdefault(str(partition), [offset, offset])
+            span[0] = min(span[0], offset)
+            span[1] = max(span[1], offset)
+    return ranges
+
+
+def merge_ranges(
+    a: dict[str, dict[str, list[int]]], b: dict[str, dict[str, list[int]]]
+) -> dict[str, dict[str, list[int]]]:
+    merged = json.loads(json.dumps(a))
+    for topic, parts in b.items():
+        for partition, (lo, hi) in parts.items():
+            span = merged.setdefault(topic, {}).setdefault(partition, [lo, hi])
+            span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    return merged
+
+
+def manifest(
+    dataset: str,
+    partition: str,
+    rows: list[dict[str, Any]],
+    file_name: str,
+    job: dict[str, str],
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The partition's manifest after adding one file of `rows` (to an existing one, if any)."""
+    time_column = TIME_COLUMN[dataset]
+    times = [int(r[time_column]) for r in rows]
+    file_fp = fingerprint(dataset, rows)
+    files = [
+        *(previous or {}).get("files", []),
+        {"name": file_name, "rows": len(rows), "fingerprint": file_fp},
+    ]
+    combined = hashlib.sha256("\n".join(sorted(f["fingerprint"] for f in files)).encode())
+    sources = source_ranges(rows)
+    if previous:
+        sources = merge_ranges(previous.get("sources", {}), sources)
+        times += [previous["event_time_min"], previous["event_time_max"]]
+    jobs = [*(previous or {}).get("jobs", []), job]
+    return {
+        "dataset": dataset,
+        "partition": partition,
+        "event_time_min": min(times),
+        "event_time_max": max(times),
+        "row_count": sum(f["rows"] for f in files),
+        "fingerprint": "sha256:" + combined.hexdigest(),
+        "files": files,
+        "sources": sources,
+        "job": job,
+        "jobs": jobs,
+        "written_at": datetime.now(UTC).isoformat(),
+    }

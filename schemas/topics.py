@@ -1,0 +1,22 @@
+"""Kafka topic names: defined once here, imported everywhere else."""
+
+SERVING = "loopline.serving"
+"""ServingEvent: what serving showed (input of the feedback job)."""
+INTERACTIONS = "loopline.interactions"
+"""InteractionEvent: views, clicks, add-to-cart, purchases (input of the feedback job)."""
+LABELLED = "loopline.labelled"
+"""LabelledImpression: slate items with their matured outcomes (job output)."""
+UNMATCHED = "loopline.unmatched"
+"""InteractionEvent bytes of interactions no impression claimed: organic revenue (job output)."""
+LATE = "loopline.late"
+"""DeadLetter envelopes (stage 'late') of events behind the watermark (job output)."""
+DEAD_LETTERS = "loopline.dlq"
+"""DeadLetter envelopes of undecodable or invalid records (job output)."""
+LINEAGE = "loopline.lineage"
+"""LineageRecord run events (job, training)."""
+SCHEMAS = "loopline.schemas"
+"""Compacted: every registered writer schema, keyed by fingerprint."""
+
+INPUTS = (SERVING, INTERACTIONS)
+OUTPUTS = (LABELLED, UNMATCHED, LATE, DEAD_LETTERS, LINEAGE)
+ALL = (*INPUTS, *OUTPUTS, SCHEMAS)

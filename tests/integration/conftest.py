@@ -1,0 +1,115 @@
+"""Real services for integration tests, each started once per session and always stopped.
+
+Ports differ from the developer defaults (Kafka 19092/19093, Redis 16379, Flink REST 18081,
+RPC 16123; the next free port when one is taken) so a developer's running stack is never
+touched; state lives in the session's temporary Loopline home (see tests/conftest.py). The
+fixtures also export LOOPLINE_KAFKA_BOOTSTRAP_SERVERS and LOOPLINE_SERVICES_* so code under
+test that loads its config, and CLI subprocesses, find these services.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from infra.config import ServicesConfig
+from infra.flink_cluster import FlinkCluster
+from infra.kafka_broker import KafkaBroker
+from infra.redis_server import RedisEndpoint, RedisServer
+from infra.stack import Stack
+from infra.topics import create_topics, default_specs
+from loopline.kafka import KafkaConfig
+from loopline.paths import load_paths
+
+PREFERRED_PORTS = {
+    "kafka_port": 19092,
+    "kafka_controller_port": 19093,
+    "redis_port": 16379,
+    "flink_rest_port": 18081,
+    "flink_rpc_port": 16123,
+}
+
+
+def free_port(preferred: int, host: str = "127.0.0.1", avoid: frozenset[int] = frozenset()) -> int:
+    """`preferred` if it can be bound now, else a free ephemeral port."""
+    for candidate in (preferred, 0):
+        if candidate in avoid:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+            if port not in avoid:
+                return port
+    raise RuntimeError(f"no free port on {host}")
+
+
+def pick_ports(preferred: dict[str, int]) -> dict[str, int]:
+    chosen: dict[str, int] = {}
+    for name, port in preferred.items():
+        chosen[name] = free_port(port, avoid=frozenset(chosen.values()))
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def services_config() -> ServicesConfig:
+    # Generous timeout: CI shares two cores with JVM start-ups.
+    return ServicesConfig(**pick_ports(PREFERRED_PORTS), start_timeout_s=240)
+
+
+@pytest.fixture(scope="session")
+def stack(services_config: ServicesConfig) -> Iterator[Stack]:
+    """The session's stack handle (starts nothing by itself)."""
+    cfg = services_config
+    with pytest.MonkeyPatch.context() as mp:
+        for field in PREFERRED_PORTS:
+            mp.setenv(f"LOOPLINE_SERVICES_{field.upper()}", str(getattr(cfg, field)))
+        mp.setenv("LOOPLINE_KAFKA_BOOTSTRAP_SERVERS", f"{cfg.host}:{cfg.kafka_port}")
+        yield Stack(cfg, load_paths())
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(stack: Stack) -> Iterator[KafkaBroker]:
+    broker = stack.kafka
+    broker.up()
+    try:
+        yield broker
+    finally:
+        broker.down()
+
+
+@pytest.fixture(scope="session")
+def kafka(kafka_broker: KafkaBroker, stack: Stack) -> KafkaConfig:
+    """Client config of the session broker, with every Loopline topic created."""
+    config = kafka_broker.client_config()
+    create_topics(config, default_specs(stack.cfg.kafka_input_partitions))
+    return config
+
+
+@pytest.fixture(scope="session")
+def redis_server(stack: Stack) -> Iterator[RedisServer]:
+    server = stack.redis
+    server.up()
+    try:
+        yield server
+    finally:
+        server.down()
+
+
+@pytest.fixture(scope="session")
+def redis(redis_server: RedisServer) -> RedisEndpoint:
+    return redis_server.endpoint
+
+
+@pytest.fixture(scope="session")
+def flink_cluster(stack: Stack) -> Iterator[FlinkCluster]:
+    cluster = stack.flink
+    cluster.up()
+    try:
+        yield cluster
+    finally:
+        cluster.down()

@@ -1,0 +1,139 @@
+"""`loopline attribute` end to end on synthetic Parquet slices, lineage and a user table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attribution.simulate import SimulationSpec, VersionSpec, default_versions, simulate
+from attribution.simulate_files import WrittenFiles, write_contracts
+from cli.main import main
+
+WINDOW = 48  # hours; short windows keep the number of hourly partitions small
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> WrittenFiles:
+    v1, v2, v3 = default_versions()
+    # v3 registered without lineage: the report must fail that check, not crash.
+    versions = (v1, v2, VersionSpec(**{**v3.__dict__, "has_lineage": False}))
+    spec = SimulationSpec(
+        n_users=3_000, versions=versions, window_hours=WINDOW, pre_period_hours=WINDOW
+    )
+    return write_contracts(
+        simulate(spec, seed=7), tmp_path_factory.mktemp("home"), exposure_hours=24
+    )
+
+
+@pytest.fixture(autouse=True)
+def short_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPLINE_ATTRIBUTION_ATTRIBUTION_WINDOW_HOURS", str(WINDOW))
+    monkeypatch.setenv("LOOPLINE_ATTRIBUTION_PRE_PERIOD_HOURS", str(WINDOW))
+    monkeypatch.setenv("LOOPLINE_ATTRIBUTION_REFUTER_SIMULATIONS", "4")
+    monkeypatch.setenv("LOOPLINE_ATTRIBUTION_REFUTER_MAX_UNITS", "1500")
+
+
+def test_attribute_writes_html_and_json(
+    files: WrittenFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    code = main(
+        [
+            "attribute",
+            "--home",
+            str(files.home),
+            "--since",
+            files.since.isoformat(),
+            "--until",
+            files.until.isoformat(),
+            "--out",
+            str(out),
+            "--users",
+            str(files.users_path),
+            "--expected-split",
+            "control=1,treatment_a=1,treatment_b=1",
+        ]
+    )
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert "NOT TRUSTWORTHY" in stdout and "failed check: v3: lineage" in stdout
+    report = json.loads((out / "report.json").read_text())
+    html = (out / "report.html").read_text()
+    assert report["data"]["users"] == 3_000 and report["control_version"] == "v1"
+    assert report["period"]["since"] == files.since.isoformat()
+    assert report["data"]["segment_source"] == "user table"
+    assert report["data"]["impressions"]["manifests"] == report["data"]["impressions"]["partitions"]
+    # The rollout gave v1 ~40 % of users, not the configured third: SRM must say so.
+    srm = next(c for c in report["checks"] if c["name"] == "sample_ratio_mismatch")
+    assert srm["status"] == "fail"
+    v3 = next(v for v in report["versions"] if v["model_version"] == "v3")
+    assert v3["feedback_slice"] is None and v3["trustworthy"] is False
+    assert html.index("Validity gate") < html.index("Headline")
+    assert "missing lineage" in html
+
+
+def test_attribute_without_user_table_uses_activity_tiers(
+    files: WrittenFiles, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    code = main(
+        [
+            "attribute",
+            "--home",
+            str(files.home),
+            "--since",
+            files.since.isoformat(),
+            "--until",
+            files.until.isoformat(),
+            "--out",
+            str(out),
+            "--no-refuters",
+            "--control",
+            "v1",
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["segment_source"] == "pre-exposure activity tiers"
+    assert all(not v["refuters"] for v in report["versions"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--since", "yesterday-ish"], "expected an ISO-8601 time"),
+        (["--since", "2026-11-03", "--until", "2026-11-02"], "must be before --until"),
+        (["--users", "/nonexistent/users.parquet"], "no such file"),
+        (["--control", "v9"], "control version 'v9' has no exposed users"),
+        (["--since", "2030-01-01", "--until", "2030-01-02"], "no labelled-impression partitions"),
+        (["--expected-split", "v1"], "expected_split must look like"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(
+    files: WrittenFiles,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    code = main(
+        [
+            "attribute",
+            "--home",
+            str(files.home),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-refuters",
+            *argv,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_out_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["attribute"]) == 2
+    assert "--out" in capsys.readouterr().err

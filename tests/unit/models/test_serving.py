@@ -1,0 +1,254 @@
+"""The serving app against a real SQLite Feast store (online features written with
+write_to_online_store); ServingEvents are captured by an injected sink."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from feature_repo.store import FeastConfig, feature_store
+from loopline.paths import PathsConfig
+from models import features, slices
+from models.policy import SoftmaxPolicy
+from models.registry import LINEAGE_FILE, POPULARITY_FILE, Registry
+from models.rollout import Rollout
+from models.serving.app import create_app
+from models.serving.config import ServingConfig
+from models.serving.service import SlateService
+from models.training import TrainingConfig, train
+from schemas.codec import SERVING_EVENT, default_codec
+from tests.unit.models.conftest import SLICE, Shop
+
+# A generous lookup budget: the shared test machine is slow at times, and only the timeout
+# test is about the budget (it sets 1 ms).
+CFG = ServingConfig(seed=5, temperature=0.5, max_candidates=150, max_k=20, score_timeout_ms=10_000)
+
+
+@dataclass
+class Served:
+    shop: Shop
+    registry: Registry
+    versions: list[str]
+    candidates: list[str]
+
+
+@pytest.fixture(scope="module")
+def served(shop: Shop) -> Served:
+    rng = slices.SliceRange.parse(SLICE)
+    versions = [train(shop.paths, rng, shop.store, TrainingConfig(num_boost_round=40)).version
+                for _ in range(2)]
+    registry = Registry.from_paths(shop.paths)
+    Rollout(registry).full(versions[0])
+    return Served(shop, registry, versions, list(shop.world.items[:50]))
+
+
+Client = tuple[TestClient, list[dict[str, Any]], SlateService]
+
+
+def client_for(served: Served, cfg: ServingConfig = CFG, store: Any = "real",
+               registry: Registry | None = None) -> Client:
+    events: list[dict[str, Any]] = []
+    service = SlateService(cfg, registry or served.registry,
+                           served.shop.store if store == "real" else store, events.append)
+    service.warm()  # as `loopline serve` does: models loaded, Feast registry read
+    return TestClient(create_app(service)), events, service
+
+
+def request(served: Served, user: str = "u3", k: int = 5, **extra: Any) -> dict[str, Any]:
+    return {"user_id": user, "session_id": "s-1", "candidates": served.candidates, "k": k} | extra
+
+
+def test_a_slate_is_scored_explored_and_logged(served: Served) -> None:
+    client, events, service = client_for(served)
+    response = client.post("/rank", json=request(served, k=8))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == served.versions[0], service.health()["fallback_reasons"]
+    assert not body["fallback"]
+    assert body["arm"] == "control" and body["policy"] == "softmax(t=0.5)"
+    slate = body["slate"]
+    assert [s["position"] for s in slate] == list(range(8))
+    shown = [served.candidates.index(s["item_id"]) for s in slate]
+    assert len(set(shown)) == 8
+
+    # the scores are the model's on the online features, and each propensity is the exact
+    # Plackett-Luce probability of that item at that position given all candidates' scores
+    ranker = served.registry.ranker(served.versions[0])
+    scores = ranker.score(features.online(served.shop.store, "u3", served.candidates))
+    np.testing.assert_allclose([s["score"] for s in slate], scores[shown], rtol=1e-9)
+    expected = SoftmaxPolicy(0.5).propensities(scores, np.array(shown))
+    np.testing.assert_allclose([s["propensity"] for s in slate], expected, rtol=1e-9)
+
+    [event] = events
+    assert event["request_id"] == body["request_id"] and event["user_id"] == "u3"
+    assert event["slate"] == slate and event["arm"] == body["arm"]
+    codec = default_codec()
+    assert codec.decode(codec.encode(SERVING_EVENT, event), SERVING_EVENT)[1] == event
+
+
+def test_canary_users_get_the_canary_model(served: Served) -> None:
+    rollout = Rollout(served.registry)
+    state = rollout.canary(served.versions[1], 50)
+    try:
+        client, events, _ = client_for(served, replace(CFG, rollout_refresh_s=0.0))
+        for i in range(60):
+            assert client.post("/rank", json=request(served, user=f"u{i}", k=2)).status_code == 200
+        by_arm = {e["arm"]: e["model_version"] for e in events}
+        assert by_arm == {"control": served.versions[0], "canary": served.versions[1]}
+        for e in events:
+            assert e["arm"] == state.arm_label(state.assign(e["user_id"]))
+    finally:
+        rollout.rollback()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"candidates": ["i1", "i2", "i1"]}, "distinct, got duplicates ['i1']"),
+    ({"k": 60}, "k=60 exceeds the 50 candidates"),
+    ({"k": 0}, "k: Input should be greater than or equal to 1"),
+    ({"candidates": []}, "candidates: List should have at least 1 item"),
+    ({"user_id": "  "}, "user_id: String should have at least 1 character"),
+    ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+    ({"candidates": [f"c{i}" for i in range(151)]}, "151 exceed the limit of 150"),
+    ({"k": 25}, "k: 25 exceeds the limit of 20"),
+])
+def test_malformed_requests_get_a_clear_4xx(served: Served, change: dict[str, Any],
+                                            message: str) -> None:
+    client, events, _ = client_for(served)
+    response = client.post("/rank", json=request(served) | change)
+    assert response.status_code == 422
+    assert message in response.json()["error"] and "\n" not in response.json()["error"]
+    assert events == []
+
+
+def test_not_json_is_a_4xx(served: Served) -> None:
+    client, _, _ = client_for(served)
+    response = client.post("/rank", content=b"user=u1", headers={"content-type": "text/plain"})
+    assert 400 <= response.status_code < 500 and response.json()["error"]
+
+
+def _assert_popularity(body: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    assert body["fallback"] and body["model_version"] == "popularity"
+    assert events[-1]["fallback"] and events[-1]["model_version"] == "popularity"
+    assert events[-1]["arm"] == body["arm"]  # exposure is logged whatever happened
+
+
+def test_feast_down_falls_back_to_the_static_popularity(served: Served, tmp_path: Path) -> None:
+    broken = feature_store(FeastConfig(), PathsConfig(home=tmp_path / "no-registry"))
+    client, events, service = client_for(served, store=broken)
+    body = client.post("/rank", json=request(served)).json()
+    _assert_popularity(body, events)
+    table = served.registry.popularity(served.versions[0])
+    assert [s["score"] for s in body["slate"]] == [table.get(s["item_id"], 0.0)
+                                                  for s in body["slate"]]
+    assert "features/scoring failed" in next(iter(service.health()["fallback_reasons"]))
+
+
+def test_slow_features_fall_back_within_the_budget(served: Served) -> None:
+    client, events, service = client_for(served, replace(CFG, score_timeout_ms=1))
+    _assert_popularity(client.post("/rank", json=request(served)).json(), events)
+    assert "slower than 1 ms" in next(iter(service.health()["fallback_reasons"]))
+
+
+def test_repeated_failures_open_the_circuit(served: Served, tmp_path: Path) -> None:
+    broken = feature_store(FeastConfig(), PathsConfig(home=tmp_path / "no-registry"))
+    client, _, service = client_for(served, replace(CFG, breaker_failures=2), store=broken)
+    for _ in range(4):
+        client.post("/rank", json=request(served))
+    reasons = service.health()["fallback_reasons"]
+    assert reasons["feature store circuit open"] == 2
+    assert service.health()["feature_store"] == "circuit open"
+
+
+def test_a_broken_model_ranks_by_item_popularity_features(served: Served) -> None:
+    registry = Registry(served.registry.root.parent / "models-broken")
+
+    def write(directory: Path, version: str) -> None:
+        (directory / "model.txt").write_text("not a model")
+        (directory / "features.json").write_text("{}")
+        (directory / POPULARITY_FILE).write_text("{}")
+        (directory / LINEAGE_FILE).write_text(json.dumps({"model_version": version}))
+
+    version = registry.register(write)
+    Rollout(registry).full(version)
+    client, events, _ = client_for(served, registry=registry)
+    body = client.post("/rank", json=request(served)).json()
+    _assert_popularity(body, events)
+    online = features.online(served.shop.store, "u3", [s["item_id"] for s in body["slate"]])
+    clicks = online[:, features.COLUMNS.index("item_clicks_24h")]
+    np.testing.assert_allclose([s["score"] for s in body["slate"]], np.log1p(clicks))
+
+
+def test_no_model_at_all_still_serves(served: Served, tmp_path: Path) -> None:
+    client, events, service = client_for(served, registry=Registry(tmp_path / "empty"))
+    body = client.post("/rank", json=request(served)).json()
+    _assert_popularity(body, events)
+    assert body["arm"] == "default"
+    assert service.health()["fallback_reasons"] == {"no model registered": 1}
+
+
+def test_a_failing_event_sink_does_not_fail_the_request(served: Served) -> None:
+    def broken_sink(_: dict[str, Any]) -> None:
+        raise RuntimeError("kafka is on fire")
+
+    service = SlateService(CFG, served.registry, served.shop.store, broken_sink)
+    client = TestClient(create_app(service))
+    assert client.post("/rank", json=request(served)).status_code == 200
+    assert service.health()["counts"]["sink_errors"] == 1
+
+
+
+def test_a_replay_names_its_requests_and_stamps_its_own_clock(served: Served) -> None:
+    _, events, service = client_for(served)
+    slate = service.rank("u3", "s-1", served.candidates, 4, event_ms=1_767_261_600_000,
+                         request_id="sim-0-r000001")
+    [event] = events
+    assert slate.request_id == event["request_id"] == "sim-0-r000001"
+    assert event["event_time"] == 1_767_261_600_000
+
+
+def test_a_pinned_shadow_ranks_as_that_version_without_logging(served: Served) -> None:
+    _, events, service = client_for(served)  # rollout: versions[0] for everyone
+    pinned = service.rank_pinned(served.versions[1], "u3", served.candidates, 5,
+                                 np.random.default_rng(1))
+    assert events == [] and service.health()["counts"]["requests"] == 0
+    assert pinned.model_version == served.versions[1] and not pinned.fallback
+    assert pinned.arm == "shadow"
+    ranker = served.registry.ranker(served.versions[1])
+    scores = ranker.score(features.online(served.shop.store, "u3", served.candidates))
+    shown = np.array([served.candidates.index(i.item_id) for i in pinned.items])
+    np.testing.assert_allclose([i.score for i in pinned.items], scores[shown], rtol=1e-9)
+    np.testing.assert_allclose([i.propensity for i in pinned.items],
+                               SoftmaxPolicy(0.5).propensities(scores, shown), rtol=1e-9)
+    # the shadow's draws come from its own generator: same seed, same slate
+    again = service.rank_pinned(served.versions[1], "u3", served.candidates, 5,
+                                np.random.default_rng(1))
+    assert again.items == pinned.items
+
+
+@pytest.fixture
+def guarded(served: Served) -> Iterator[TestClient]:
+    client, _, _ = client_for(served, replace(CFG, auth_token="t" * 24))
+    yield client
+
+
+def test_the_reserved_auth_token_is_enforced_when_set(served: Served, guarded: TestClient) -> None:
+    assert guarded.post("/rank", json=request(served)).status_code == 401
+    ok = guarded.post("/rank", json=request(served),
+                      headers={"Authorization": "Bearer " + "t" * 24})
+    assert ok.status_code == 200
+
+
+def test_healthz(served: Served) -> None:
+    client, _, _ = client_for(served)
+    client.post("/rank", json=request(served))
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["counts"]["requests"] == 1
+    assert health["rollout"]["arms"][0]["version"] == served.versions[0]
+    assert "salt" not in health["rollout"]

@@ -157,9 +157,19 @@ def failure_report(job_id: str, cluster: FlinkCluster | None = None) -> str:
     return "; ".join([head, *lines])
 
 
-def _failure_report_or_none(job_id: str, cluster: FlinkCluster) -> str | None:
+def _failure_report_or_none(job_id: str, cluster: FlinkCluster, settle_s: float = 15) -> str | None:
+    """The report once the cluster has recorded the end: an attached client can exit while
+    the job is still FAILING and before the restart strategy's verdict is in the history."""
     try:
-        return failure_report(job_id, cluster) or None
+        deadline = time.monotonic() + settle_s
+        report = failure_report(job_id, cluster)
+        while time.monotonic() < deadline and "restarts exhausted" not in report:
+            if job_state(job_id, cluster) in TERMINAL_STATES:
+                time.sleep(0.5)  # the verdict entry lands just after the state change
+                return failure_report(job_id, cluster) or None
+            time.sleep(0.5)
+            report = failure_report(job_id, cluster)
+        return report or None
     except FlinkJobError:  # the cluster is gone or never saw the job
         return None
 

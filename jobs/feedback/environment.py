@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -55,6 +56,13 @@ def create(
     job: JobConfig, paths: PathsConfig, embedded: bool = True
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     conf = flink_configuration(job, paths, embedded)
+    if embedded and job.python_execution_mode == "process":
+        # PyFlink's default for a local mini-cluster ("loopback") runs the Python workers as
+        # threads of this process: one GIL shared with the caller (the demo's serving, a
+        # test), and each worker start overwrites os.environ with the gateway JVM's
+        # environment. Separate worker processes, as on a cluster, use every core and leave
+        # the caller alone. (PyFlink reads this switch when the environment is created.)
+        os.environ["_python_worker_execution_mode"] = "process"
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(job.parallelism)
     t_env = StreamTableEnvironment.create(env)

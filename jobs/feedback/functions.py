@@ -27,8 +27,9 @@ from jobs.transforms.records import Envelope, FeatureRow, SinkRecord, SourceReco
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
 from loopline.privacy import Pseudonymiser
-from schemas.codec import LABELLED_IMPRESSION, LINEAGE_RECORD, default_codec
+from schemas.codec import LABELLED_IMPRESSION, LINEAGE_RECORD, Codec, default_codec
 from schemas.registry import SchemaRegistry
+from schemas.store import SchemaStore
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 MAX_WATERMARK = 2**63 - 1
@@ -95,6 +96,10 @@ class DecodeValidate(_Counted):
         self.codec = default_codec()
         self.registry = None
         if self.run.job.schema_registry and self.run.kafka is not None:
+            # Its own store: this one learns schemas from the topic, and the process-wide
+            # default codec must not (in the local mini-cluster PyFlink runs the Python
+            # workers inside the client process, whose producers would start writing them).
+            self.codec = Codec(SchemaStore.from_directory())
             self.registry = SchemaRegistry(self.run.kafka, self.run.job.schemas_topic)
             self.registry.load_into(self.codec.store)
         self.max_ts = runtime_context.get_state(

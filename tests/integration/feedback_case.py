@@ -18,7 +18,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from feature_repo import names
 from jobs.config import JobConfig
 from loopline.kafka import KafkaConfig
-from schemas.codec import INTERACTION_EVENT, MAGIC, default_codec
+from schemas.codec import DEAD_LETTER, INTERACTION_EVENT, MAGIC, default_codec
 from schemas.producer import EventProducer
 
 MIN = 60_000
@@ -104,6 +104,18 @@ def produce_case(kafka: KafkaConfig, job: JobConfig) -> None:
         producer.send_raw(job.interactions_topic, MAGIC + b"\x01" * 8 + body, timestamp_ms=late_t)
         mismatch = codec.encode(INTERACTION_EVENT, _act("e14", late_t, "u1", "a"))
         producer.send_raw(job.interactions_topic, mismatch, timestamp_ms=late_t + 1000)
+
+
+def dead_letter_reasons(kafka: KafkaConfig, job: JobConfig) -> list[str]:
+    """'topic@offset stage: reason' for every dead letter of the run (assertion messages)."""
+    from jobs.reconcile import read_topic
+
+    codec = default_codec()
+    out = []
+    for record in read_topic(kafka, job.dead_letter_topic):
+        letter = codec.decode(record.value, DEAD_LETTER)[1]
+        out.append(f"{letter['topic']}@{letter['offset']} {letter['stage']}: {letter['reason']}")
+    return out
 
 
 def check_online_features(store: FeatureStore) -> None:

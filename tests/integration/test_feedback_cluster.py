@@ -18,6 +18,7 @@ from tests.integration.feedback_case import (
     EXPECTED_COUNTS,
     case_job,
     check_online_features,
+    dead_letter_reasons,
     produce_case,
 )
 
@@ -40,7 +41,8 @@ def test_submitted_job_reconciles_and_fills_feast(
     submitted = flink_run(Path(job_run.__file__), ["--bounded"], detached=False,
                           cluster=flink_cluster)
     assert submitted.job_id is not None
-    assert reconcile(kafka, job).as_dict() == EXPECTED_COUNTS
+    counts = reconcile(kafka, job).as_dict()
+    assert counts == EXPECTED_COUNTS, dead_letter_reasons(kafka, job)
     paths = PathsConfig(home=tmp_path).resolved()
     check_online_features(feature_store(FeastConfig(), paths))
     assert list((paths.slices / "labelled_impressions").glob("*/_manifest.json"))

@@ -107,8 +107,10 @@ def home(tmp_path: Any) -> Iterator[PathsConfig]:
 def test_train_emits_lineage_and_serve_logs_to_kafka(kafka: KafkaConfig, home: PathsConfig,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     shop = build_shop(home)
-    assert loopline(["train", "--slice", SLICE, "--emit-lineage", "--json"]) == 0
-    trained = json.loads(capsys.readouterr().out)
+    rc = loopline(["train", "--slice", SLICE, "--emit-lineage", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    trained = json.loads(out)
     version = trained["version"]
     record = read_until(kafka, topics.LINEAGE, lambda r: r.key == trained["run_id"].encode())
     _, lineage = default_codec().decode(record.value, LINEAGE_RECORD)
@@ -209,8 +211,10 @@ def test_the_loop_closes(kafka: KafkaConfig, home: PathsConfig,
     # 2. Train on the second hour; lineage names its job run, row count and offsets, and the
     #    impressions got point-in-time features from the job's offline feature log.
     window = f"{_hour(hour + 3_600_000)}..{_hour(hour + 3_600_000, up=True)}"
-    assert loopline(["train", "--slice", window, "--json"]) == 0
-    trained = json.loads(capsys.readouterr().out)
+    rc = loopline(["train", "--slice", window, "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    trained = json.loads(out)
     slice_ = trained["lineage"]["slice"]
     assert slice_["row_count"] == 160 * 5
     assert slice_["sources"][job.serving_topic] == {"0": [0, 159]}

@@ -21,7 +21,7 @@ import pytest
 from loopline.kafka import KafkaConfig
 from models.registry import Registry
 
-pytestmark = [pytest.mark.integration, pytest.mark.wip]
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 USERS, DAYS, SEED = 150, 4, 7  # >= ~150: smaller arms make the CI itself unreliable

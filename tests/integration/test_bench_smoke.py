@@ -14,7 +14,7 @@ from cli.main import main
 from infra.redis_server import RedisEndpoint
 from loopline.kafka import KafkaConfig
 
-pytestmark = [pytest.mark.integration, pytest.mark.wip]
+pytestmark = pytest.mark.integration
 
 
 def _bench(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> dict[str, Any]:

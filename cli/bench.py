@@ -105,8 +105,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     job.add_argument("--patch", action="append", default=[], metavar="NAME",
                      help="apply a proposed job change from bench/patches.py")
     job.add_argument("--python-workers", choices=("loopback", "process"),
-                     help="mini-cluster only: run Python in the client (loopback, PyFlink's "
-                          "default) or in one worker process per slot (process)")
+                     help="mini-cluster only: one worker process per slot (process, "
+                          "Loopline's default) or threads in the client (loopback, PyFlink's "
+                          "own default)")
     fresh = parser.add_argument_group("freshness")
     fresh.add_argument("--rates", type=_ints, help="events/s to produce (5000,20000)")
     fresh.add_argument("--warmup", type=float, default=20.0, help="seconds before measuring")

@@ -61,8 +61,9 @@ def create(
         # threads of this process: one GIL shared with the caller (the demo's serving, a
         # test), and each worker start overwrites os.environ with the gateway JVM's
         # environment. Separate worker processes, as on a cluster, use every core and leave
-        # the caller alone. (PyFlink reads this switch when the environment is created.)
-        os.environ["_python_worker_execution_mode"] = "process"
+        # the caller alone. (PyFlink reads this switch when the environment is created; an
+        # explicit setting, e.g. `loopline bench --python-workers loopback`, is kept.)
+        os.environ.setdefault("_python_worker_execution_mode", "process")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(job.parallelism)
     t_env = StreamTableEnvironment.create(env)

@@ -32,7 +32,7 @@ from tests.integration.reliability.workload import (
     labelled_row_labels,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.wip]
+pytestmark = pytest.mark.integration
 
 # CI size: ~2.1 K input events, several checkpoints per part. A longer soak is the same test
 # with LOOPLINE_SOAK_KILLS / LOOPLINE_SOAK_REQUESTS set (e.g. 10 kills, 6000 requests; the

@@ -55,7 +55,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="simulation seed (default 7)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="demo folder, wiped first (default .loopline/demo)")
-    parser.add_argument("--users", type=_positive, help="simulated shoppers (default 200)")
+    parser.add_argument("--users", type=_positive, help="simulated shoppers (default 400)")
     parser.add_argument("--days", type=_positive,
                         help="simulated days, at least 3: bootstrap, baseline, experiment "
                              "(default 4)")

@@ -1,10 +1,10 @@
 """The demo's one frozen config ([demo] / LOOPLINE_DEMO_*): size, seed, scenario, knobs.
 
 Defaults are sized for about five minutes on a 2-core machine. The cost is mostly serving:
-every simulated request is a real Feast lookup + LightGBM + exact propensities (10 ms on an
-idle core, 40-60 ms on the shared development machine), and on experiment days the
-ground-truth shadows rank it twice more. 200 users make ~1,000 requests and ~2,400 events
-per simulated day; the feedback job (process mode, a few hundred events/s) keeps up.
+every simulated request is a real Feast lookup + LightGBM + exact propensities (~10 ms on an
+idle core), and on experiment days the ground-truth shadows rank it twice more. 400 users
+make ~2,000 requests and ~4,800 events per simulated day; the feedback job (separate Python
+worker processes, a few hundred events/s) keeps up.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class DemoConfig:
     """What the demo simulates and how it runs the loop."""
 
     seed: int = 7
-    users: int = 200
+    users: int = 400
     days: int = 4
     # default: softmax exploration; exploitation: (almost) greedy serving, to show the
     # feedback loop narrowing catalogue coverage.

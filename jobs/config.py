@@ -106,8 +106,12 @@ class JobConfig:
             raise JobConfigError(f"job.restart_attempts must be >= 0, got {self.restart_attempts}")
         if self.serving_topic == self.interactions_topic:
             raise JobConfigError("job.serving_topic and job.interactions_topic must differ")
-        if 3_600_000 % self.slice_partition_ms and self.slice_partition_ms % 3_600_000:
-            raise JobConfigError("job.slice_partition_ms must divide or be a multiple of 1 h")
+        # Partitions are named by their start hour (hour=YYYY-MM-DDTHH): a sub-hour partition
+        # would share its name with the next one in the same hour and be skipped as a replay.
+        if self.slice_partition_ms % 3_600_000:
+            raise JobConfigError(
+                "job.slice_partition_ms must be a whole number of hours (3600000, 7200000, ...), "
+                f"got {self.slice_partition_ms}")
 
 
 def load_job(**overrides: object) -> JobConfig:

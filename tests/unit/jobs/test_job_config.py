@@ -1,0 +1,30 @@
+"""JobConfig refuses settings the job cannot honour, with a message naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.config import JobConfig
+from jobs.errors import JobConfigError
+
+
+@pytest.mark.parametrize("ms", [3_600_000, 7_200_000, 86_400_000])
+def test_whole_hour_slice_partitions_are_accepted(ms: int) -> None:
+    assert JobConfig(slice_partition_ms=ms).slice_partition_ms == ms
+
+
+@pytest.mark.parametrize("ms", [1_800_000, 900_000, 5_400_000])
+def test_partitions_that_would_share_an_hourly_name_are_refused(ms: int) -> None:
+    with pytest.raises(JobConfigError, match="slice_partition_ms must be a whole number of hours"):
+        JobConfig(slice_partition_ms=ms)
+
+
+@pytest.mark.parametrize("field", ["maturity_window_ms", "parallelism", "feast_flush_rows"])
+def test_non_positive_sizes_are_refused(field: str) -> None:
+    with pytest.raises(JobConfigError, match=f"job.{field} must be positive"):
+        JobConfig(**{field: 0})
+
+
+def test_the_two_inputs_must_be_different_topics() -> None:
+    with pytest.raises(JobConfigError, match="must differ"):
+        JobConfig(serving_topic="x", interactions_topic="x")

@@ -8,7 +8,6 @@ fixtures instead. Either way the pids are known, so the memory sampler can watch
 from __future__ import annotations
 
 import contextlib
-import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from infra.stack import Stack
 from infra.topics import TopicSpec, create_topics, default_specs, delete_topics
 from loopline.errors import LooplineError
 from loopline.kafka import KafkaConfig
+from loopline.net import free_port
 from loopline.paths import PathsConfig
 
 _PREFERRED = {
@@ -31,23 +31,6 @@ _PREFERRED = {
     "flink_rest_port": 28081,
     "flink_rpc_port": 26123,
 }
-
-
-def free_port(preferred: int, avoid: Iterable[int] = (), host: str = "127.0.0.1") -> int:
-    """`preferred` if it can be bound now, else an ephemeral port (never one in `avoid`)."""
-    taken = set(avoid)
-    for candidate in (preferred, 0, 0, 0):
-        if candidate in taken:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, candidate))
-            except OSError:
-                continue
-            port = int(sock.getsockname()[1])
-        if port not in taken:
-            return port
-    raise BenchRunError(f"no free TCP port on {host}")
 
 
 def _pid_listening(port: int) -> int | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from loopline import settings
 from loopline.errors import ConfigError
+from loopline.net import is_loopback
 
 KNOWN_SERVICES = ("kafka", "redis", "flink")
 
@@ -49,7 +49,7 @@ class ServicesConfig:
             raise ConfigError(
                 f"services.services: expected some of {list(KNOWN_SERVICES)}, got {unknown}"
             )
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             raise ConfigError(
                 f"services.host: expected a loopback address (127.0.0.1, ::1, localhost), "
                 f"got {self.host!r}"
@@ -75,15 +75,6 @@ class ServicesConfig:
                 "services: start_timeout_s and stop_timeout_s must be > 0, got "
                 f"{self.start_timeout_s} and {self.stop_timeout_s}"
             )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_services(**overrides: object) -> ServicesConfig:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -52,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from feature_repo import names
     from feature_repo.store import FeastConfig, feature_store
+    from loopline.net import free_port
     from loopline.paths import load_paths
     from models import features, synthetic
     from models.registry import Registry
@@ -111,9 +111,7 @@ def _run(args: argparse.Namespace) -> int:
             lambda: default_codec().encode(SERVING_EVENT, events[-1]), n)),
     ]
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from loopline import settings
 from loopline.errors import ConfigError
+from loopline.net import is_loopback
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,11 @@ class ServingConfig:
                 raise ConfigError(f"serving.{name} must be positive, got {getattr(self, name)}")
         if self.auth_token is not None and len(self.auth_token) < 16:
             raise ConfigError("serving.auth_token must be at least 16 characters when set")
-        if self.allow_unauthenticated and not _is_loopback(self.host):
+        if self.allow_unauthenticated and not is_loopback(self.host):
             raise ConfigError(
                 "serving.allow_unauthenticated is for local development on a loopback host, "
                 f"got host {self.host!r}; set serving.auth_token instead"
             )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_serving(**overrides: object) -> ServingConfig:

@@ -9,7 +9,6 @@ test that loads its config, and CLI subprocesses, find these services.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +20,7 @@ from infra.redis_server import RedisEndpoint, RedisServer
 from infra.stack import Stack
 from infra.topics import create_topics, default_specs
 from loopline.kafka import KafkaConfig
+from loopline.net import free_port
 from loopline.paths import load_paths
 
 PREFERRED_PORTS = {
@@ -30,22 +30,6 @@ PREFERRED_PORTS = {
     "flink_rest_port": 18081,
     "flink_rpc_port": 16123,
 }
-
-
-def free_port(preferred: int, host: str = "127.0.0.1", avoid: frozenset[int] = frozenset()) -> int:
-    """`preferred` if it can be bound now, else a free ephemeral port."""
-    for candidate in (preferred, 0):
-        if candidate in avoid:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, candidate))
-            except OSError:
-                continue
-            port = int(sock.getsockname()[1])
-            if port not in avoid:
-                return port
-    raise RuntimeError(f"no free port on {host}")
 
 
 def pick_ports(preferred: dict[str, int]) -> dict[str, int]:

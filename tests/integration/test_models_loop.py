@@ -6,7 +6,6 @@ new version is served over HTTP with features from Feast, its slate read back fr
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
@@ -28,6 +27,7 @@ from feature_repo.store import FeastConfig, feature_store
 from jobs.config import JobConfig
 from jobs.feedback.run import run as run_job
 from loopline.kafka import KafkaConfig
+from loopline.net import free_port
 from loopline.paths import PathsConfig
 from models import synthetic
 from models.registry import Registry
@@ -43,12 +43,6 @@ from tests.unit.models.conftest import SLICE, build_shop, loopline_home
 pytestmark = pytest.mark.integration
 
 CFG = ServingConfig(seed=3, temperature=0.5, score_timeout_ms=10_000)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -25,11 +25,11 @@ from jobs.feedback import pipeline
 from jobs.feedback.functions import RunContext
 from jobs.reconcile import read_topic, reconcile
 from loopline.kafka import KafkaConfig, load_kafka
+from loopline.net import free_port
 from loopline.paths import PathsConfig
 from models import lineage as model_lineage
 from models.serving.events import KafkaSink
 from schemas.producer import EventProducer, ProduceError
-from tests.integration.conftest import free_port
 from tests.integration.feedback_case import (
     EXPECTED_COUNTS,
     MIN,

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from infra import process
 from loopline.errors import ConfigError
+from loopline.net import free_port
 from models.registry import Registry
 from models.serving.app import create_app
 from models.serving.config import ServingConfig
@@ -37,7 +38,6 @@ from models.serving.server import run as serve_forever
 from models.serving.server import with_auth
 from models.serving.service import SlateService
 from models.training import TrainingConfig, train
-from tests.integration.conftest import free_port
 from tests.unit.models.conftest import SLICE, build_shop, loopline_home
 
 pytestmark = pytest.mark.integration

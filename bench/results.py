@@ -110,15 +110,27 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join([head, *lines, f"  ({legend})" if legend else "", *notes]).rstrip()
 
 
+REFERENCE_VARIANTS = (None, "process mode")  # the job as committed, default settings
+
+
+def is_reference(doc: dict[str, Any]) -> bool:
+    """A full run of the committed code: not a smoke run, not a job variant (--set, --mode,
+    --patch, --python-workers), and with its baseline measured."""
+    params = doc.get("parameters", {})
+    return (not params.get("smoke")
+            and params.get("job_variant") in REFERENCE_VARIANTS
+            and any(f.get("baseline") is not None for f in doc.get("figures", [])))
+
+
 def latest(folder: Path = RESULTS_DIR) -> dict[str, dict[str, Any]]:
-    """The newest result document per suite in `folder` (smoke runs excluded)."""
+    """The newest reference result (`is_reference`) per suite in `folder`."""
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.json")):
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if doc.get("parameters", {}).get("smoke"):
+        if not is_reference(doc):
             continue
         suite = doc.get("suite")
         if suite and doc.get("started_at", "") >= found.get(suite, {}).get("started_at", ""):

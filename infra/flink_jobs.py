@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -161,13 +162,11 @@ def _failure_report_or_none(job_id: str, cluster: FlinkCluster, settle_s: float 
     """The report once the cluster has recorded the end: an attached client can exit while
     the job is still FAILING and before the restart strategy's verdict is in the history."""
     try:
-        deadline = time.monotonic() + settle_s
         report = failure_report(job_id, cluster)
-        while time.monotonic() < deadline and "restarts exhausted" not in report:
-            if job_state(job_id, cluster) in TERMINAL_STATES:
-                time.sleep(0.5)  # the verdict entry lands just after the state change
-                return failure_report(job_id, cluster) or None
-            time.sleep(0.5)
+        if "restarts exhausted" not in report:
+            with contextlib.suppress(FlinkJobError):  # still not ended: report what is known
+                wait_for_job(job_id, timeout_s=settle_s, cluster=cluster)
+            time.sleep(0.5)  # the verdict entry lands just after the state change
             report = failure_report(job_id, cluster)
         return report or None
     except FlinkJobError:  # the cluster is gone or never saw the job

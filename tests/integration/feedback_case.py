@@ -17,6 +17,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from feature_repo import names
 from jobs.config import JobConfig
+from jobs.reconcile import read_topic
 from loopline.kafka import KafkaConfig
 from schemas.codec import DEAD_LETTER, INTERACTION_EVENT, MAGIC, default_codec
 from schemas.producer import EventProducer
@@ -106,16 +107,16 @@ def produce_case(kafka: KafkaConfig, job: JobConfig) -> None:
         producer.send_raw(job.interactions_topic, mismatch, timestamp_ms=late_t + 1000)
 
 
+def dead_letters(kafka: KafkaConfig, topic: str) -> list[dict[str, Any]]:
+    """Every DeadLetter envelope in `topic` (the dead-letter or the late topic), decoded."""
+    codec = default_codec()
+    return [codec.decode(r.value, DEAD_LETTER)[1] for r in read_topic(kafka, topic)]
+
+
 def dead_letter_reasons(kafka: KafkaConfig, job: JobConfig) -> list[str]:
     """'topic@offset stage: reason' for every dead letter of the run (assertion messages)."""
-    from jobs.reconcile import read_topic
-
-    codec = default_codec()
-    out = []
-    for record in read_topic(kafka, job.dead_letter_topic):
-        letter = codec.decode(record.value, DEAD_LETTER)[1]
-        out.append(f"{letter['topic']}@{letter['offset']} {letter['stage']}: {letter['reason']}")
-    return out
+    return [f"{d['topic']}@{d['offset']} {d['stage']}: {d['reason']}"
+            for d in dead_letters(kafka, job.dead_letter_topic)]
 
 
 def check_online_features(store: FeatureStore) -> None:

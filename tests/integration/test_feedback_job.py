@@ -17,12 +17,13 @@ from jobs.reconcile import read_topic, reconcile
 from jobs.transforms import slices
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
-from schemas.codec import DEAD_LETTER, LINEAGE_RECORD, default_codec
+from schemas.codec import LINEAGE_RECORD, default_codec
 from tests.integration.feedback_case import (
     EXPECTED_COUNTS,
     T,
     case_job,
     check_online_features,
+    dead_letters,
     produce_case,
 )
 
@@ -72,9 +73,7 @@ def test_unmatched_interactions_keep_their_reason(feedback_run: dict[str, Any]) 
 def test_dead_letters_carry_reason_and_coordinates(kafka: KafkaConfig,
                                                    feedback_run: dict[str, Any]) -> None:
     job: JobConfig = feedback_run["job"]
-    codec = default_codec()
-    letters = [codec.decode(r.value, DEAD_LETTER)[1] for r in read_topic(kafka,
-                                                                          job.dead_letter_topic)]
+    letters = dead_letters(kafka, job.dead_letter_topic)
     by_offset = {(d["topic"], d["offset"]): d for d in letters}
     assert len(by_offset) == 7
     assert by_offset[(job.serving_topic, 1)]["stage"] == "duplicate"
@@ -87,7 +86,7 @@ def test_dead_letters_carry_reason_and_coordinates(kafka: KafkaConfig,
     assert stages[14] == ("decode", "UnknownSchemaError")
     assert "Kafka record timestamp" in by_offset[(job.interactions_topic, 15)]["reason"]
     assert by_offset[(job.interactions_topic, 13)]["raw"] == b"\x00not avro at all"
-    late = [codec.decode(r.value, DEAD_LETTER)[1] for r in read_topic(kafka, job.late_topic)]
+    late = dead_letters(kafka, job.late_topic)
     assert sorted((d["topic"], d["offset"]) for d in late) == [
         (job.interactions_topic, 10), (job.serving_topic, 5)]
 

@@ -23,7 +23,6 @@ from jobs.reconcile import read_topic, reconcile
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
 from schemas.codec import (
-    DEAD_LETTER,
     INTERACTION_EVENT,
     LABELLED_IMPRESSION,
     MAGIC,
@@ -31,7 +30,7 @@ from schemas.codec import (
     default_codec,
 )
 from schemas.producer import EventProducer
-from tests.integration.feedback_case import case_job
+from tests.integration.feedback_case import case_job, dead_letters
 from tests.integration.reliability import harness as h
 from tests.integration.reliability.workload import (
     MIN,
@@ -145,8 +144,7 @@ def test_poison_goes_to_the_dead_letter_topic_and_nothing_else_changes(
     failures = h.exception_entries(flink_cluster, job_id)
     counts = reconcile(kafka, job).as_dict()
 
-    letters = [codec.decode(r.value, DEAD_LETTER)[1] for r in
-               read_topic(kafka, job.dead_letter_topic)]
+    letters = dead_letters(kafka, job.dead_letter_topic)
     by_coords = {(d["topic"], d["partition"], d["offset"]): d for d in letters}
     inputs = {(r.topic, r.partition, r.offset): bytes(r.value or b"")
               for t in (job.serving_topic, job.interactions_topic) for r in read_topic(kafka, t)}

@@ -20,6 +20,10 @@ MVN_FLAGS ?= -q -B -Dstyle.color=never
 PYTEST_ARGS ?=
 KAFKA_POM := infra/jvm/kafka-broker/pom.xml
 FLINK_POM := infra/jvm/flink-connectors/pom.xml
+# Our keyed Python operator (jobs/feedback/checkpointed_timers.py), compiled against the very
+# Flink jars of the installed PyFlink wheel, so it always matches the runtime.
+TIMERS_SRC := $(shell find infra/jvm/flink-python-timers -name '*.java')
+TIMERS_JAR := loopline-flink-python-timers.jar
 # Python packages type-checked by `make lint`: those that exist (have an __init__.py).
 PACKAGES := $(patsubst %/__init__.py,%,$(wildcard $(addsuffix /__init__.py,\
 	loopline schemas jobs feature_repo models attribution simulator bench infra cli demo)))
@@ -46,14 +50,20 @@ $(STAMPS)/venv: pyproject.toml constraints.txt | $(STAMPS)
 
 # Resolved into a scratch dir and swapped in, so a dependency dropped from a pom does not
 # linger (two versions on a wildcard classpath) and running services never see a half copy.
-$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) | $(STAMPS) apt
+$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(STAMPS)/venv | $(STAMPS) apt
 	@command -v $(MVN) >/dev/null || { echo "make jars: '$(MVN)' not found; run 'make apt' as root or install Maven" >&2; exit 1; }
 	rm -rf $(JARS)/.new
 	$(MVN) $(MVN_FLAGS) -f $(KAFKA_POM) dependency:copy-dependencies \
 		-DoutputDirectory=$(CURDIR)/$(JARS)/.new/kafka -DincludeScope=runtime
 	$(MVN) $(MVN_FLAGS) -f $(FLINK_POM) dependency:copy-dependencies \
 		-DoutputDirectory=$(CURDIR)/$(JARS)/.new/flink -DexcludeTransitive=true
-	for group in kafka flink; do \
+	pyflink=$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))'); \
+	javac --release 11 -nowarn -d $(JARS)/.new/classes \
+		-cp "$$pyflink/lib/*:$$(ls $$pyflink/opt/flink-python-*.jar)" $(TIMERS_SRC)
+	mkdir -p $(JARS)/.new/patches
+	jar cf $(JARS)/.new/patches/$(TIMERS_JAR) -C $(JARS)/.new/classes .
+	rm -rf $(JARS)/.new/classes
+	for group in kafka flink patches; do \
 		rm -rf $(JARS)/$$group.old; \
 		if [ -d $(JARS)/$$group ]; then mv $(JARS)/$$group $(JARS)/$$group.old; fi; \
 		mv $(JARS)/.new/$$group $(JARS)/$$group; \
@@ -67,7 +77,7 @@ apt:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
 	command -v $(MVN) >/dev/null || missing="$$missing maven"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \

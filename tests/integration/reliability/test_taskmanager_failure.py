@@ -4,12 +4,11 @@ time, as a supervisor would. The job restores from its last checkpoint (every 2 
 the end nothing is lost or doubled: reconciliation is exact, the slice log holds one row per
 (request_id, item_id) with the right labels, and Feast serves what an undisturbed run would.
 
-QUARANTINED (excluded from CI, not counted as passing): it exposes a real loss. In about one
-run in five a contiguous run of requests (12 in one run: r00619..r00630, in the middle of the
-stream) has no labelled output after the kills, neither in the labelled topic nor in the
-slices; the other four runs of 2026-11-23 reconciled exactly. Not root-caused yet; suspects:
-what the label join holds between a checkpoint barrier and the Python bundle flush, and the
-Kafka sink's at-least-once flush on a killed TaskManager. Run it with `-m quarantine`.
+It found a real loss (12 requests' labelled output missing in about one run in five):
+PyFlink applied the timers registered in the bundle finished for a checkpoint barrier only
+after the snapshot, so a job restored from that checkpoint never closed those requests. Fixed
+by our keyed operator (jobs/feedback/checkpointed_timers.py; test_checkpointed_timers.py
+reproduces the loss deterministically).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from tests.integration.reliability.workload import (
     labelled_row_labels,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.quarantine]
+pytestmark = pytest.mark.integration
 
 # CI size: ~2.1 K input events, several checkpoints per part. A longer soak is the same test
 # with LOOPLINE_SOAK_KILLS / LOOPLINE_SOAK_REQUESTS set (e.g. 10 kills, 6000 requests; the

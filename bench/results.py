@@ -142,7 +142,7 @@ def markdown_table(docs: dict[str, dict[str, Any]]) -> str:
     lines = ["| suite | figure | ours | baseline | ratio | unit | target | date (UTC) | load avg "
              "before → after | result file |",
              "|---|---|---:|---:|---:|---|---|---|---|---|"]
-    order = ["throughput", "freshness", "lookup", "attribution"]
+    order = ["throughput", "freshness", "lookup", "attribution", "soak"]
     for suite in sorted(docs, key=lambda s: order.index(s) if s in order else 99):
         doc = docs[suite]
         m = doc["machine"]

@@ -1,4 +1,5 @@
-"""The services a benchmark runs against: its own Kafka + Redis, or ones handed in (tests).
+"""The services a benchmark runs against: its own Kafka + Redis (+ the Flink standalone
+cluster for the soak), or ones handed in (tests).
 
 By default a benchmark starts a private broker and Redis on free loopback ports under its own
 home (never a developer's running stack), and stops them at the end. Tests pass the session
@@ -16,6 +17,7 @@ from pathlib import Path
 from bench.errors import BenchRunError
 from infra import process
 from infra.config import ServicesConfig
+from infra.flink_cluster import FlinkCluster
 from infra.redis_server import RedisEndpoint
 from infra.stack import Stack
 from infra.topics import TopicSpec, create_topics, default_specs, delete_topics
@@ -42,11 +44,12 @@ def _pid_listening(port: int) -> int | None:
 
 @dataclass
 class Services:
-    """Kafka (+ optional Redis) endpoints, and the pids to watch for memory."""
+    """Kafka (+ optional Redis, Flink cluster) endpoints, and the pids to watch for memory."""
 
     kafka: KafkaConfig
     redis: RedisEndpoint | None
     pids: dict[str, int] = field(default_factory=dict)
+    flink: FlinkCluster | None = None
 
     def create_topics(self, names: Iterable[str], partitions: int) -> None:
         specs = [TopicSpec(n, partitions, {"message.timestamp.type": "CreateTime"})
@@ -74,7 +77,8 @@ class Services:
             client.close()
 
 
-def attach(kafka: KafkaConfig, redis: RedisEndpoint | None) -> Services:
+def attach(kafka: KafkaConfig, redis: RedisEndpoint | None,
+           flink: FlinkCluster | None = None) -> Services:
     """Services started elsewhere (e.g. the integration-test fixtures)."""
     pids: dict[str, int] = {}
     host_port = kafka.bootstrap_servers.split(",")[0]
@@ -85,15 +89,16 @@ def attach(kafka: KafkaConfig, redis: RedisEndpoint | None) -> Services:
         server = _pid_listening(redis.port)
         if server is not None:
             pids["redis"] = server
-    services = Services(kafka, redis, pids)
+    services = Services(kafka, redis, pids, flink)
     with contextlib.suppress(LooplineError):
         create_topics(kafka, default_specs(2))  # the schemas topic the job's registry reads
     return services
 
 
 @contextlib.contextmanager
-def own(home: Path, redis: bool = True, kafka_heap: str = "1g") -> Iterator[Services]:
-    """Start a private Kafka (and Redis) under `home`; stop them on exit."""
+def own(home: Path, redis: bool = True, kafka_heap: str = "1g",
+        flink: bool = False) -> Iterator[Services]:
+    """Start a private Kafka (and Redis, Flink cluster) under `home`; stop them on exit."""
     ports: dict[str, int] = {}
     for name, preferred in _PREFERRED.items():
         ports[name] = free_port(preferred, ports.values())
@@ -103,7 +108,7 @@ def own(home: Path, redis: bool = True, kafka_heap: str = "1g") -> Iterator[Serv
         flink_rpc_port=ports["flink_rpc_port"], kafka_heap=kafka_heap, redis_maxmemory="2gb",
         start_timeout_s=240)
     stack = Stack(cfg, PathsConfig(home=home / f"services-{uuid.uuid4().hex[:6]}").resolved())
-    names = ["kafka", "redis"] if redis else ["kafka"]
+    names = ["kafka", *(["redis"] if redis else []), *(["flink"] if flink else [])]
     try:
         try:
             stack.up(names)
@@ -112,7 +117,8 @@ def own(home: Path, redis: bool = True, kafka_heap: str = "1g") -> Iterator[Serv
         pids = {s.name: s.pids[0] for s in stack.status(names) if s.pids}
         kafka = stack.kafka.client_config()
         create_topics(kafka, default_specs(2))
-        yield Services(kafka, stack.redis.endpoint if redis else None, pids)
+        yield Services(kafka, stack.redis.endpoint if redis else None, pids,
+                       stack.flink if flink else None)
     finally:
         with contextlib.suppress(LooplineError):
             stack.down(names, wipe=True)

@@ -1,6 +1,6 @@
 """`loopline bench SUITE`: measure a suite beside its baseline, print both, write JSON.
 
-Suites: throughput, freshness, lookup, attribution; `table` prints (or writes into
+Suites: throughput, freshness, lookup, attribution, soak; `table` prints (or writes into
 bench/README.md) the latest figures of each suite. See bench/README.md.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from loopline.errors import LooplineError
 
-SUITES = ("throughput", "freshness", "lookup", "attribution")
+SUITES = ("throughput", "freshness", "lookup", "attribution", "soak")
 
 
 class BenchArgumentError(LooplineError):
@@ -57,7 +57,8 @@ def _setting(text: str) -> tuple[str, Any]:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "bench",
-        help="benchmarks: throughput, freshness, lookup, attribution (each beside a baseline)",
+        help="benchmarks: throughput, freshness, lookup, attribution, soak (each beside a "
+             "baseline)",
         description=(
             "Run a benchmark suite and its baseline in the same run, print them side by side "
             "with the ratio, and write a JSON result (machine facts, load, versions) under "
@@ -124,6 +125,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     attr = parser.add_argument_group("attribution")
     attr.add_argument("--users", type=_ints, help="users per run (100000,1000000)")
     attr.add_argument("--no-refuters", action="store_true", help="skip DoWhy refuters")
+    soak = parser.add_argument_group(
+        "soak (TaskManager killed mid-stream on the standalone cluster; starts its own)")
+    soak.add_argument("--kills", type=int, default=10, help="TaskManager kills (10)")
+    soak.add_argument("--slates", type=int, default=6_000,
+                      help="served slates in the stream (6000; about 1.7 events each)")
     parser.add_argument("--smoke", action="store_true",
                         help="mark the result as a smoke run (left out of the README table)")
     parser.set_defaults(func=handle)
@@ -163,6 +169,11 @@ def _options(args: argparse.Namespace) -> Any:
             stores=stores or lookup.STORES, entities=args.entities, requests=args.requests,
             serving=not args.no_serving, serving_requests=args.serving_requests,
             smoke=args.smoke)
+    if args.suite == "soak":
+        from bench.suites import soak
+
+        return soak.Options(kills=args.kills, requests=args.slates,
+                            baseline=not args.no_baseline, smoke=args.smoke)
     from bench.suites import attribution
 
     return attribution.Options(users=args.users or (100_000, 1_000_000),
@@ -177,12 +188,16 @@ def _endpoint(text: str, flag: str) -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def _services(args: argparse.Namespace, home: Path, needs: tuple[bool, bool]) -> Iterator[Any]:
+def _services(args: argparse.Namespace, home: Path, needs: tuple[bool, bool, bool]
+              ) -> Iterator[Any]:
     from bench import services
     from infra.redis_server import RedisEndpoint
     from loopline.kafka import KafkaConfig
 
-    kafka_needed, redis_needed = needs
+    kafka_needed, redis_needed, flink_needed = needs
+    if flink_needed and args.kafka:
+        raise BenchArgumentError(
+            f"bench {args.suite} starts its own Kafka and Flink cluster: drop --kafka")
     if args.kafka or not kafka_needed:
         redis = None
         if args.redis:
@@ -193,7 +208,7 @@ def _services(args: argparse.Namespace, home: Path, needs: tuple[bool, bool]) ->
         else:
             yield services.Services(KafkaConfig(), redis, {})
         return
-    with services.own(home, redis=redis_needed and not args.redis) as own:
+    with services.own(home, redis=redis_needed and not args.redis, flink=flink_needed) as own:
         if args.redis:
             own.redis = RedisEndpoint(*_endpoint(args.redis, "--redis"))
         yield own
@@ -218,11 +233,12 @@ def handle(args: argparse.Namespace) -> int:
     from loopline.paths import load_paths
 
     stores = getattr(opts, "stores", ())
-    needs = {
-        "throughput": (True, "redis" in stores),
-        "freshness": (True, "redis" in stores),
-        "lookup": (bool(getattr(opts, "serving", False)), "redis" in stores),
-        "attribution": (False, False),
+    needs = {  # kafka, redis, flink cluster
+        "throughput": (True, "redis" in stores, False),
+        "freshness": (True, "redis" in stores, False),
+        "lookup": (bool(getattr(opts, "serving", False)), "redis" in stores, False),
+        "attribution": (False, False, False),
+        "soak": (True, False, True),
     }[args.suite]
     # A terminated run (timeout, kill) still stops the services it started: SystemExit runs
     # the finally blocks below, where a default SIGTERM would leave a broker behind.

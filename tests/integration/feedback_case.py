@@ -8,13 +8,13 @@ timestamp mismatch. EXPECTED_COUNTS is what reconciliation must find.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import pytest
 from feast import FeatureStore
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.reliability.harness import unique_job
 from feature_repo import names
 from jobs.config import JobConfig
 from jobs.reconcile import read_topic
@@ -77,14 +77,7 @@ EXPECTED_COUNTS = {
 
 def case_job(**overrides: Any) -> JobConfig:
     """A bounded job config on fresh, uniquely named topics."""
-    suffix = uuid.uuid4().hex[:8]
-    return JobConfig(
-        serving_topic=f"t.serving.{suffix}", interactions_topic=f"t.interactions.{suffix}",
-        labelled_topic=f"t.labelled.{suffix}", unmatched_topic=f"t.unmatched.{suffix}",
-        late_topic=f"t.late.{suffix}", dead_letter_topic=f"t.dlq.{suffix}",
-        lineage_topic=f"t.lineage.{suffix}", group_id=f"g-{suffix}", bounded=True,
-        startup="earliest-offset", run_id=f"test-{suffix}", **overrides,
-    )
+    return unique_job("t", bounded=True, startup="earliest-offset", **overrides)
 
 
 def produce_case(kafka: KafkaConfig, job: JobConfig) -> None:

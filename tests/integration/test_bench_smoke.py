@@ -93,3 +93,17 @@ def test_attribution_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     _check_figures(doc, ["attribution runtime, 2,000 users"])
     detail = doc["details"]["2000"]
     assert set(detail["estimated_uplift"]) == set(detail["planted_uplift"])
+
+
+def test_soak_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Starts its own Kafka and Flink cluster (as the CLI does), one kill, a short stream."""
+    doc = _bench(capsys, tmp_path, "soak", "--kills", "1", "--slates", "300")
+    by_name = {f["name"]: f for f in doc["figures"]}
+    assert by_name["labelled requests lost"]["ours"] == 0
+    assert by_name["labelled requests lost"]["baseline"] == 0
+    assert by_name["labelled impressions doubled in the slice log"]["ours"] == 0
+    _check_figures(doc, ["time until caught up with the input"])
+    kills, baseline = doc["details"]["kills"], doc["details"]["baseline"]
+    assert kills["exact"] and baseline["exact"], doc["details"]
+    assert kills["restarts"] == 1 and baseline["restarts"] == 0
+    assert len(kills["kills"]) == 1 and kills["kills"][0]["killed_pids"] >= 2

@@ -20,6 +20,15 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaError
 
+from bench.reliability import harness as h
+from bench.reliability.harness import drainable
+from bench.reliability.workload import (
+    MIN,
+    build,
+    expected_label_rows,
+    hour_aligned_past,
+    labelled_row_labels,
+)
 from feature_repo.store import FeastConfig, feature_store
 from infra.flink_cluster import FlinkCluster
 from infra.kafka_broker import KafkaBroker
@@ -30,15 +39,6 @@ from models.serving.events import KafkaSink
 from schemas.codec import INTERACTION_EVENT, SERVING_EVENT, default_codec
 from schemas.producer import EventProducer, ProduceError
 from tests.integration.feedback_case import case_job
-from tests.integration.reliability import harness as h
-from tests.integration.reliability.harness import drainable
-from tests.integration.reliability.workload import (
-    MIN,
-    build,
-    expected_label_rows,
-    hour_aligned_past,
-    labelled_row_labels,
-)
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from bench.reliability import harness as h
 from feature_repo.store import FeastConfig
 from infra.config import ServicesConfig
 from infra.flink_cluster import FlinkCluster
@@ -38,7 +39,6 @@ from tests.integration.feedback_case import (
     case_job,
     produce_case,
 )
-from tests.integration.reliability import harness as h
 
 pytestmark = pytest.mark.integration
 

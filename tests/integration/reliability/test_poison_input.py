@@ -16,6 +16,15 @@ from typing import Any
 
 import pytest
 
+from bench.reliability import harness as h
+from bench.reliability.workload import (
+    MIN,
+    build,
+    expected_label_rows,
+    hour_aligned_past,
+    interaction,
+    labelled_row_labels,
+)
 from feature_repo.store import FeastConfig, feature_store
 from infra.flink_cluster import FlinkCluster
 from infra.flink_jobs import job_state
@@ -31,15 +40,6 @@ from schemas.codec import (
 )
 from schemas.producer import EventProducer
 from tests.integration.feedback_case import case_job, dead_letters
-from tests.integration.reliability import harness as h
-from tests.integration.reliability.workload import (
-    MIN,
-    build,
-    expected_label_rows,
-    hour_aligned_past,
-    interaction,
-    labelled_row_labels,
-)
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from attribution import report as attribution_report
+from bench.reliability.harness import create_topics
 from cli.main import main as loopline
 from jobs.feedback import run as job_run
 from jobs.feedback.functions import RunContext, lineage_to_sink
@@ -26,7 +27,6 @@ from loopline.privacy import PREFIX, PrivacyConfig, Pseudonymiser, key_file, pse
 from models import lineage as model_lineage
 from schemas.codec import LINEAGE_RECORD, default_codec
 from tests.integration.feedback_case import case_job
-from tests.integration.reliability.harness import create_topics
 
 pytestmark = pytest.mark.integration
 

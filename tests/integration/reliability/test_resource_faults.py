@@ -17,14 +17,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from bench.reliability import harness as h
+from bench.reliability.workload import hour_aligned_past
 from infra.errors import FlinkJobError
 from infra.flink_cluster import FlinkCluster
 from infra.flink_jobs import TERMINAL_STATES, failure_report, job_state
 from loopline.kafka import KafkaConfig
 from schemas.producer import EventProducer
 from tests.integration.feedback_case import _serving, case_job, produce_case
-from tests.integration.reliability import harness as h
-from tests.integration.reliability.workload import hour_aligned_past
 
 pytestmark = pytest.mark.integration
 

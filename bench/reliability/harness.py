@@ -1,12 +1,14 @@
-"""Shared steps of the reliability tests: topics, producing, submitting to the standalone
-cluster, reading its REST API (restarts, checkpoints, exceptions), stopping with --drain,
-and reading back what the job left (Feast online values, Parquet slices)."""
+"""Shared steps of the reliability tests and the soak benchmark: topics, producing,
+submitting to the standalone cluster, reading its REST API (restarts, checkpoints,
+exceptions), stopping with --drain, killing processes, and reading back what the job left
+(Feast online values, Parquet slices)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields, replace
@@ -18,6 +20,8 @@ import pyarrow.parquet as pq
 from feast import FeatureStore
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench.errors import BenchRunError
+from bench.reliability.workload import Workload
 from feature_repo import names
 from infra.errors import FlinkJobError
 from infra.flink_cluster import FlinkCluster
@@ -28,7 +32,20 @@ from jobs.transforms import slices
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
 from schemas.producer import EventProducer
-from tests.integration.reliability.workload import Workload
+
+
+def unique_job(prefix: str = "t", **overrides: Any) -> JobConfig:
+    """A job config on fresh, uniquely named topics (and group and run id)."""
+    suffix = uuid.uuid4().hex[:8]
+    return JobConfig(
+        serving_topic=f"{prefix}.serving.{suffix}",
+        interactions_topic=f"{prefix}.interactions.{suffix}",
+        labelled_topic=f"{prefix}.labelled.{suffix}",
+        unmatched_topic=f"{prefix}.unmatched.{suffix}",
+        late_topic=f"{prefix}.late.{suffix}", dead_letter_topic=f"{prefix}.dlq.{suffix}",
+        lineage_topic=f"{prefix}.lineage.{suffix}", group_id=f"g-{suffix}",
+        run_id=f"{prefix}-{suffix}", **overrides,
+    )
 
 
 def create_topics(kafka: KafkaConfig, job: JobConfig) -> None:
@@ -125,7 +142,8 @@ def submit(cluster: FlinkCluster, job: JobConfig, home: Path, attached: bool = F
     with environ(job_env(job, home)):
         submitted = flink_run(Path(job_run.__file__), args, detached=not attached,
                               cluster=cluster)
-    assert submitted.job_id, submitted.output[-2000:]
+    if not submitted.job_id:
+        raise BenchRunError(f"flink run printed no job id: {submitted.output[-2000:]}")
     return submitted.job_id
 
 
@@ -159,7 +177,8 @@ def cancel_and_wait(cluster: FlinkCluster, job_id: str) -> None:
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str,
                interval_s: float = 0.5, context: Callable[[], Any] | None = None) -> Any:
-    """Poll `predicate` until truthy; on timeout fail with `what` and `context()` (state)."""
+    """Poll `predicate` until truthy; on timeout raise BenchRunError naming `what` and
+    `context()` (the state seen last)."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
@@ -172,7 +191,7 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str,
                     seen = f"; state: {context()}"
                 except Exception as exc:  # the context is a diagnosis aid, never the failure
                     seen = f"; state unavailable: {exc}"
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for: {what}{seen}")
+            raise BenchRunError(f"timed out after {timeout_s:.0f}s waiting for: {what}{seen}")
         time.sleep(interval_s)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -120,7 +121,10 @@ def run(kafka: KafkaConfig, cluster: FlinkCluster, home: Path, plan: KillPlan,
             h.wait_until(lambda: h.caught_up(kafka, job), 300, "job caught up with its inputs")
             figures["caught_up_s"] = round(time.monotonic() - started, 1)
             figures["restarts"] = h.restarts(cluster, job_id)
-            figures["failovers"] = h.failure_count(cluster, job_id)
+            history = h.exception_entries(cluster, job_id)
+            figures["failovers"] = len(history)
+            figures["failure_causes"] = dict(Counter(
+                str(e.get("exceptionName", "?")).rsplit(".", 1)[-1] for e in history))
             figures["checkpoints"] = h.checkpoints(cluster, job_id)["counts"]
             figures["end_state"] = h.stop_with_drain(cluster, job_id, home / "savepoints")
     finally:
@@ -130,14 +134,16 @@ def run(kafka: KafkaConfig, cluster: FlinkCluster, home: Path, plan: KillPlan,
 
 def _kill_and_recover(cluster: FlinkCluster, job_id: str, n: int) -> dict[str, Any]:
     [tm] = cluster.taskmanager_pids()
+    # Counted from here: a kill can leave more than one entry in the failure history.
+    failures = h.failure_count(cluster, job_id)
     kill = h.kill_tree(tm)
     cluster.start_taskmanager()  # as a supervisor would
 
     def state() -> dict[str, Any]:
         return h.job_snapshot(cluster, job_id)
 
-    h.wait_until(lambda: h.failure_count(cluster, job_id) >= n, 120,
-                 f"failover {n} after the kill", context=state)
+    h.wait_until(lambda: h.failure_count(cluster, job_id) > failures, 120,
+                 f"failover after kill {n}", context=state)
     detected = time.monotonic() - kill.at
     h.wait_until(lambda: h.all_tasks_running(cluster, job_id), 180, "tasks running again",
                  context=state)

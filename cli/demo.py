@@ -4,7 +4,6 @@ Flink mini-cluster, SQLite Feast), with the simulator's ground truth next to the
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,6 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
-
-
-def _hide_deprecation_warnings() -> None:
-    """PyFlink, Feast and friends warn about their own deprecations on every run, and some
-    of them re-enable those warnings when imported: drop them at display time."""
-    show = warnings.showwarning
-
-    def quiet(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, DeprecationWarning | PendingDeprecationWarning | FutureWarning) \
-                or category.__name__.endswith("DeprecationWarning"):
-            return
-        show(message, category, *args, **kwargs)
-
-    warnings.showwarning = quiet
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -77,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
                         scenario=args.scenario, refuters=False if args.no_refuters else None)
     except DemoConfigError as exc:
         raise DemoUsageError(str(exc)) from exc
-    _hide_deprecation_warnings()
 
     from demo import phases, summary
     from infra.config import load_services

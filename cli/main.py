@@ -13,8 +13,9 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from loopline import __version__
 from loopline.errors import LooplineError
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         verbose = args.verbose
+        if not verbose:
+            _hide_library_deprecations()
         return int(args.func(args) or 0)
     except LooplineError as exc:
         _report(exc, verbose)
@@ -74,6 +77,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # at devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _hide_library_deprecations() -> None:
+    """PyFlink, Feast and friends warn about their own deprecations on every run, and some
+    re-enable those warnings when imported (Feast: simplefilter("once", DeprecationWarning)),
+    so a filter set here would not hold: drop them at display time (--verbose shows them)."""
+    show = warnings.showwarning
+
+    def quiet(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DeprecationWarning | PendingDeprecationWarning | FutureWarning) \
+                or category.__name__.endswith("DeprecationWarning"):
+            return
+        show(message, category, *args, **kwargs)
+
+    warnings.showwarning = quiet
 
 
 def _report(exc: LooplineError, verbose: bool) -> None:

@@ -62,11 +62,14 @@ class JobConfig:
     python_execution_mode: str = "process"
     parallelism: int = 1
     checkpoint_interval_ms: int = 10_000
-    # Fixed-delay restarts: a crashed worker or TaskManager is retried this many times, then the
-    # job fails cleanly (never an endless loop). Raise it where TaskManagers come back on their
-    # own (a supervisor restarting them), so each loss costs one attempt, not the job.
+    # Failure-rate restarts: up to restart_attempts restarts within any restart_window_ms; one
+    # more failure inside the window fails the job cleanly (a crash loop, a poison pill: never
+    # an endless loop). Outside it the budget refills, so a streaming job survives a lost
+    # TaskManager every now and then for as long as it runs (a lifetime budget, as with
+    # fixed-delay restarts, would end it at the Nth loss, however far apart).
     restart_attempts: int = 3
     restart_delay_ms: int = 2_000
+    restart_window_ms: int = 600_000
     job_name: str = "loopline-feedback"
     run_id: str | None = None
 
@@ -99,6 +102,7 @@ class JobConfig:
             "last_clicked_n",
             "max_future_ms",
             "restart_delay_ms",
+            "restart_window_ms",
         ):
             if getattr(self, name) <= 0:
                 raise JobConfigError(f"job.{name} must be positive, got {getattr(self, name)}")

@@ -33,6 +33,7 @@ from bench.reliability.workload import (
 )
 from feature_repo.store import FeastConfig, feature_store
 from infra.flink_cluster import FlinkCluster
+from infra.flink_jobs import failure_report
 from jobs.config import JobConfig
 from jobs.reconcile import reconcile
 from loopline.kafka import KafkaConfig
@@ -94,7 +95,9 @@ def kill_job() -> JobConfig:
 
 def run(kafka: KafkaConfig, cluster: FlinkCluster, home: Path, plan: KillPlan,
         say: Callable[[str], None] = print) -> KillRun:
-    job = replace(kill_job(), restart_attempts=plan.kills + 3)
+    # A kill can cost two failovers (the soak saw 12 for 10 kills): budget for that; callers
+    # check the restarts themselves.
+    job = replace(kill_job(), restart_attempts=2 * plan.kills + 3)
     workload = build(plan.requests, hour_aligned_past(3) + 45 * MIN, span_ms=plan.span_ms,
                      maturity_ms=job.maturity_window_ms)
     events = h.merged(workload)
@@ -125,6 +128,7 @@ def run(kafka: KafkaConfig, cluster: FlinkCluster, home: Path, plan: KillPlan,
             figures["failovers"] = len(history)
             figures["failure_causes"] = dict(Counter(
                 str(e.get("exceptionName", "?")).rsplit(".", 1)[-1] for e in history))
+            figures["failure_report"] = failure_report(job_id, cluster)
             figures["checkpoints"] = h.checkpoints(cluster, job_id)["counts"]
             figures["end_state"] = h.stop_with_drain(cluster, job_id, home / "savepoints")
     finally:

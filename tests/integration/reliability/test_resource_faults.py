@@ -119,7 +119,7 @@ def test_python_worker_killed_on_every_attempt_fails_cleanly_naming_the_operator
     # attempts + 1 failures: the first, then one per restart; the last one is final.
     assert len(kills) == ATTEMPTS + 1 and len(entries) == ATTEMPTS + 1, figures
     # What `loopline submit --attached` prints: the operator, why, and that restarts ran out.
-    assert f"maxFailuresPerInterval={ATTEMPTS + 1}" in error, error
+    assert f"maxFailuresPerInterval={ATTEMPTS}" in error, error
     assert "its Python worker died" in error, error
     failed_operators = re.findall(r"operator '([^']+)' failed", error)
     assert len(failed_operators) == ATTEMPTS + 1, error

@@ -44,6 +44,12 @@ def kafka_connector_jar(paths: PathsConfig) -> Path:
     return find_jar(paths, "flink", "flink-sql-connector-kafka")
 
 
+def timers_operator_jar(paths: PathsConfig) -> Path:
+    """Our keyed Python operator (jobs/feedback/checkpointed_timers.py), compiled by `make
+    jars`. Not in the cluster's lib/: it must be a job jar, loaded next to flink-python."""
+    return find_jar(paths, "patches", "loopline-flink-python-timers")
+
+
 def file_urls(jars: list[Path]) -> str:
     """`pipeline.jars` value: file URLs joined by ';' as Flink expects."""
     return ";".join(jar.resolve().as_uri() for jar in jars)

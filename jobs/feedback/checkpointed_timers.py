@@ -5,37 +5,20 @@ mailbox; the registrations of the bundle that is finished for a checkpoint barri
 the snapshot, so that checkpoint holds the bundle's state without its timers. A job restored
 from it never fires them: in the feedback job, requests served just before the checkpoint
 were never labelled (found by the TaskManager-failure test, about one run in five). Our
-operator (infra/jvm/flink-python-timers, built by `make jars`) applies the pending
-registrations before the snapshot; `install()` makes PyFlink build it wherever it would
-build its own keyed process operator. Thread mode registers timers directly and is left alone.
+operator (infra/jvm/flink-python-timers, built by `make jars`, located by
+infra.jars.timers_operator_jar) applies the pending registrations before the snapshot;
+`install()` makes PyFlink build it wherever it would build its own keyed process operator.
+Thread mode registers timers directly and is left alone.
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
-from jobs.errors import JobError
-from loopline.paths import PathsConfig
-
-OPERATOR = "io.loopline.flink.CheckpointedTimersKeyedProcessOperator"
 PYFLINK_OPERATOR = (
     "org.apache.flink.streaming.api.operators.python.process.ExternalPythonKeyedProcessOperator"
 )
-JAR_GLOB = "loopline-flink-python-timers*.jar"
-
-
-def operator_jar(paths: PathsConfig) -> Path:
-    """The jar with our operator; it must reach the job's classpath next to flink-python
-    (pipeline.jars, not the cluster's lib/, whose loader cannot see flink-python)."""
-    jars = sorted((paths.jars / "patches").glob(JAR_GLOB))
-    if len(jars) != 1:
-        raise JobError(
-            f"expected one {JAR_GLOB} in {paths.jars / 'patches'}, found "
-            f"{[j.name for j in jars] or 'none'}: run `make jars`"
-        )
-    return jars[0]
 
 
 def _substituting(build: Any) -> Any:

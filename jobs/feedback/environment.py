@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
+from infra import jars
 from jobs.config import JobConfig
-from jobs.errors import JobError
 from jobs.feedback import checkpointed_timers
 from loopline.paths import PathsConfig
-
-CONNECTOR_GLOB = "flink-sql-connector-kafka-*.jar"
-
-
-def connector_jars(paths: PathsConfig) -> list[Path]:
-    jars = sorted((paths.jars / "flink").glob(CONNECTOR_GLOB))
-    if not jars:
-        raise JobError(f"no Kafka connector jar in {paths.jars / 'flink'}: run `make jars` first")
-    return jars
 
 
 def flink_configuration(job: JobConfig, paths: PathsConfig, embedded: bool) -> Configuration:
@@ -31,7 +21,7 @@ def flink_configuration(job: JobConfig, paths: PathsConfig, embedded: bool) -> C
     classpath provide those, and a second copy of the connector would clash with it."""
     conf = Configuration()
     if embedded:
-        conf.set_string("pipeline.jars", ";".join(j.as_uri() for j in connector_jars(paths)))
+        conf.set_string("pipeline.jars", jars.kafka_connector_jar(paths).as_uri())
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.client.executable", sys.executable)
     # Bundle time bounds how long a record may wait inside a Python operator (freshness);
@@ -81,7 +71,7 @@ def create(
         # cluster loads per job, not from lib/). add_jars appends to pipeline.jars (`flink run`
         # put flink-python there) and loads the jar into this client, where py4j builds our
         # operator while the job graph is built.
-        env.add_jars(checkpointed_timers.operator_jar(paths).resolve().as_uri())
+        env.add_jars(jars.timers_operator_jar(paths).resolve().as_uri())
         checkpointed_timers.install()
     env.set_parallelism(job.parallelism)
     t_env = StreamTableEnvironment.create(env)

@@ -1,5 +1,6 @@
-"""jobs/feedback/checkpointed_timers.py without a JVM: finding the jar and what gets swapped.
-(The swap itself and its effect run in tests/integration/test_checkpointed_timers.py.)"""
+"""jobs/feedback/checkpointed_timers.py without a JVM: finding its jar (infra.jars) and what
+gets swapped. (The swap itself and its effect run in tests/integration/
+test_checkpointed_timers.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from jobs.errors import JobError
+from infra.errors import MissingJarsError
+from infra.jars import timers_operator_jar
 from jobs.feedback import checkpointed_timers as ct
 from loopline.paths import PathsConfig
 
@@ -30,12 +32,12 @@ class FakeJavaObject:
 
 def test_operator_jar_is_the_one_jar_in_patches(tmp_path: Path) -> None:
     paths = PathsConfig(home=tmp_path, jars=tmp_path / "jars")
-    with pytest.raises(JobError, match="run `make jars`"):
-        ct.operator_jar(paths)
+    with pytest.raises(MissingJarsError, match="run `make jars`"):
+        timers_operator_jar(paths)
     (tmp_path / "jars" / "patches").mkdir(parents=True)
     jar = tmp_path / "jars" / "patches" / "loopline-flink-python-timers.jar"
     jar.write_bytes(b"")
-    assert ct.operator_jar(paths) == jar
+    assert timers_operator_jar(paths) == jar
 
 
 def test_operators_other_than_the_keyed_process_one_are_kept() -> None:

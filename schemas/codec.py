@@ -28,6 +28,7 @@ SERVING_EVENT = "io.loopline.events.ServingEvent"
 INTERACTION_EVENT = "io.loopline.events.InteractionEvent"
 LABELLED_IMPRESSION = "io.loopline.events.LabelledImpression"
 DEAD_LETTER = "io.loopline.events.DeadLetter"
+FEATURE_UPDATE = "io.loopline.events.FeatureUpdate"
 LINEAGE_RECORD = "io.loopline.lineage.LineageRecord"
 
 

@@ -14,9 +14,11 @@ DEAD_LETTERS = "loopline.dlq"
 """DeadLetter envelopes of undecodable or invalid records (job output)."""
 LINEAGE = "loopline.lineage"
 """LineageRecord run events (job, training)."""
+FEATURE_UPDATES = "loopline.features.updates"
+"""FeatureUpdate: newest feature values per entity, compacted; the Feast writer's input (job output)."""
 SCHEMAS = "loopline.schemas"
 """Compacted: every registered writer schema, keyed by fingerprint."""
 
 INPUTS = (SERVING, INTERACTIONS)
-OUTPUTS = (LABELLED, UNMATCHED, LATE, DEAD_LETTERS, LINEAGE)
+OUTPUTS = (LABELLED, UNMATCHED, LATE, DEAD_LETTERS, LINEAGE, FEATURE_UPDATES)
 ALL = (*INPUTS, *OUTPUTS, SCHEMAS)

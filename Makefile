@@ -24,6 +24,13 @@ FLINK_POM := infra/jvm/flink-connectors/pom.xml
 # Flink jars of the installed PyFlink wheel, so it always matches the runtime.
 TIMERS_SRC := $(shell find infra/jvm/flink-python-timers -name '*.java')
 TIMERS_JAR := loopline-flink-python-timers.jar
+# The feedback job's JVM operators (jobs/feedback/jvm), compiled against the wheel's Flink jars
+# and bundled with the libraries its pom names (Avro, kafka-clients) into one job jar.
+FEEDBACK_POM := jobs/feedback/jvm/pom.xml
+FEEDBACK_SRC := $(shell find jobs/feedback/jvm -name '*.java')
+FEEDBACK_JAR := loopline-feedback-jvm.jar
+# Provided by Flink, or native libraries a child class loader must not load a second time.
+FEEDBACK_UNBUNDLED := slf4j-api snappy-java zstd-jni
 # Python packages type-checked by `make lint`: those that exist (have an __init__.py).
 PACKAGES := $(patsubst %/__init__.py,%,$(wildcard $(addsuffix /__init__.py,\
 	loopline schemas jobs feature_repo models attribution simulator bench infra cli demo)))
@@ -50,7 +57,7 @@ $(STAMPS)/venv: pyproject.toml constraints.txt | $(STAMPS)
 
 # Resolved into a scratch dir and swapped in, so a dependency dropped from a pom does not
 # linger (two versions on a wildcard classpath) and running services never see a half copy.
-$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(STAMPS)/venv | $(STAMPS) apt
+$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(FEEDBACK_POM) $(FEEDBACK_SRC) $(STAMPS)/venv | $(STAMPS) apt
 	@command -v $(MVN) >/dev/null || { echo "make jars: '$(MVN)' not found; run 'make apt' as root or install Maven" >&2; exit 1; }
 	rm -rf $(JARS)/.new
 	$(MVN) $(MVN_FLAGS) -f $(KAFKA_POM) dependency:copy-dependencies \
@@ -63,7 +70,20 @@ $(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(STAMPS)/venv | $(STAMP
 	mkdir -p $(JARS)/.new/patches
 	jar cf $(JARS)/.new/patches/$(TIMERS_JAR) -C $(JARS)/.new/classes .
 	rm -rf $(JARS)/.new/classes
-	for group in kafka flink patches; do \
+	$(MVN) $(MVN_FLAGS) -f $(FEEDBACK_POM) dependency:copy-dependencies \
+		-DoutputDirectory=$(CURDIR)/$(JARS)/.new/feedback-deps -DincludeScope=runtime
+	pyflink=$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))'); \
+	javac --release 17 -nowarn -d $(JARS)/.new/classes \
+		-cp "$$pyflink/lib/*:$$(ls $$pyflink/opt/flink-python-*.jar):$(JARS)/.new/feedback-deps/*" $(FEEDBACK_SRC)
+	cd $(JARS)/.new/classes && for dep in ../feedback-deps/*.jar; do \
+		name=$$(basename $$dep); skip=; \
+		for u in $(FEEDBACK_UNBUNDLED); do case "$$name" in $$u-*) skip=1;; esac; done; \
+		if [ -z "$$skip" ]; then jar xf "$$dep"; fi; \
+	done && rm -rf META-INF/*.SF META-INF/*.RSA META-INF/*.DSA META-INF/versions/*/module-info.class module-info.class
+	mkdir -p $(JARS)/.new/jobs
+	jar cf $(JARS)/.new/jobs/$(FEEDBACK_JAR) -C $(JARS)/.new/classes .
+	rm -rf $(JARS)/.new/classes $(JARS)/.new/feedback-deps
+	for group in kafka flink patches jobs; do \
 		rm -rf $(JARS)/$$group.old; \
 		if [ -d $(JARS)/$$group ]; then mv $(JARS)/$$group $(JARS)/$$group.old; fi; \
 		mv $(JARS)/.new/$$group $(JARS)/$$group; \

@@ -50,6 +50,12 @@ def timers_operator_jar(paths: PathsConfig) -> Path:
     return find_jar(paths, "patches", "loopline-flink-python-timers")
 
 
+def feedback_job_jar(paths: PathsConfig) -> Path:
+    """The feedback job's JVM operators (jobs/feedback/jvm) with Avro and kafka-clients,
+    compiled by `make jars` against the installed PyFlink's own Flink jars. A job jar."""
+    return find_jar(paths, "jobs", "loopline-feedback-jvm")
+
+
 def file_urls(jars: list[Path]) -> str:
     """`pipeline.jars` value: file URLs joined by ';' as Flink expects."""
     return ";".join(jar.resolve().as_uri() for jar in jars)

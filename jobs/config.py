@@ -21,11 +21,16 @@ class JobConfig:
     late_topic: str = topics.LATE
     dead_letter_topic: str = topics.DEAD_LETTERS
     lineage_topic: str = topics.LINEAGE
+    feature_updates_topic: str = topics.FEATURE_UPDATES
     group_id: str = "loopline-feedback"
     # earliest: replay everything the group has not committed; latest: only new events.
     startup: str = "group-offsets"
     # Stop at the offsets that exist when the job starts (tests, backfills, the demo's replays).
     bounded: bool = False
+
+    # A replay reads its two topics at their own speed; a reader whose watermark runs more
+    # than this ahead of the slowest pauses (Flink watermark alignment). 0 turns it off.
+    watermark_alignment_ms: int = 60_000
 
     # Event time. Out-of-orderness bounds the watermark; anything older than its partition's
     # watermark is late. Idle partitions stop holding the watermark back after idle_timeout.
@@ -46,13 +51,14 @@ class JobConfig:
     position_bias_eta: float = 1.0
     last_clicked_n: int = 10
 
-    # Sinks: Feast writes are batched per shard; flushed at this size or after this long.
-    feast_flush_rows: int = 5_000
-    feast_flush_interval_ms: int = 1_000
-    feast_shards: int = 4
-    # Also log every online feature row to Parquet (Feast batch sources) for training.
+    # Online feature updates are compacted to the newest per entity and emitted at most once
+    # per entity per tick (processing time): fresher with a shorter tick, fewer writes longer.
+    online_flush_ms: int = 200
+    # Log feature values in event-time order to Parquet (the Feast batch sources) for training.
     offline_feature_log: bool = True
     slice_partition_ms: int = 3_600_000
+    # A final partition reaches the Python partition writer in chunks of this many rows.
+    partition_chunk_rows: int = 50_000
 
     # Runtime. Python state is read through an LRU cache in the Python worker; a miss is a
     # blocking round trip to the JVM, so the cache should hold the hot keys of every operator.
@@ -81,6 +87,7 @@ class JobConfig:
             self.late_topic,
             self.dead_letter_topic,
             self.lineage_topic,
+            self.feature_updates_topic,
         )
 
     def __post_init__(self) -> None:
@@ -93,9 +100,8 @@ class JobConfig:
             "out_of_orderness_ms",
             "idle_timeout_ms",
             "maturity_window_ms",
-            "feast_flush_rows",
-            "feast_flush_interval_ms",
-            "feast_shards",
+            "online_flush_ms",
+            "partition_chunk_rows",
             "slice_partition_ms",
             "parallelism",
             "checkpoint_interval_ms",

@@ -43,7 +43,8 @@ def unique_job(prefix: str = "t", **overrides: Any) -> JobConfig:
         labelled_topic=f"{prefix}.labelled.{suffix}",
         unmatched_topic=f"{prefix}.unmatched.{suffix}",
         late_topic=f"{prefix}.late.{suffix}", dead_letter_topic=f"{prefix}.dlq.{suffix}",
-        lineage_topic=f"{prefix}.lineage.{suffix}", group_id=f"g-{suffix}",
+        lineage_topic=f"{prefix}.lineage.{suffix}",
+        feature_updates_topic=f"{prefix}.features.{suffix}", group_id=f"g-{suffix}",
         run_id=f"{prefix}-{suffix}", **overrides,
     )
 

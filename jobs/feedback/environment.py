@@ -11,7 +11,6 @@ from pyflink.table import StreamTableEnvironment
 
 from infra import jars
 from jobs.config import JobConfig
-from jobs.feedback import checkpointed_timers
 from loopline.paths import PathsConfig
 
 
@@ -66,13 +65,10 @@ def create(
         # explicit setting, e.g. `loopline bench --python-workers loopback`, is kept.)
         os.environ.setdefault("_python_worker_execution_mode", "process")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
-    if job.python_execution_mode == "process":
-        # Shipped with the job in every mode (it must be loaded next to flink-python, which a
-        # cluster loads per job, not from lib/). add_jars appends to pipeline.jars (`flink run`
-        # put flink-python there) and loads the jar into this client, where py4j builds our
-        # operator while the job graph is built.
-        env.add_jars(jars.timers_operator_jar(paths).resolve().as_uri())
-        checkpointed_timers.install()
+    # The job's JVM operators, shipped with the job in every mode. add_jars appends to
+    # pipeline.jars (`flink run` put flink-python there) and loads the jar into this client,
+    # where py4j builds the operators while the job graph is built.
+    env.add_jars(jars.feedback_job_jar(paths).resolve().as_uri())
     env.set_parallelism(job.parallelism)
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("table.exec.source.idle-timeout", f"{job.idle_timeout_ms} ms")

@@ -1,24 +1,36 @@
-"""Wire the feedback job into Flink: Kafka source table → named operators → Kafka sink table.
+"""Wire the feedback job into Flink: Kafka source table → JVM operators → Kafka sink table.
 
-Every operator has a stable name and uid (so savepoints map back onto it). Decoding, joining,
-aggregating and the Python sinks run as keyed PyFlink functions; Kafka I/O stays on the Java
-side through the Kafka SQL connector (raw bytes + topic/partition/offset/timestamp metadata).
+The per-record path runs in the JVM (jobs/feedback/jvm, io.loopline.feedback): decode and
+validate (Avro's Java library), per-partition lateness, the label join, window features and
+the partition buffers. This module strings those typed steps together over py4j and names
+every operator with a stable name and uid (so savepoints map back onto them). The one Python
+operator is the partition writer, which sees one element per released chunk of a partition.
+
+    source ─ end-of-input-watermark ─ keyBy(topic|partition) ─ decode-validate ─┬─ dead letters, late
+      ─ keyBy(request) ─ label-join ─┬─ labelled, unmatched, duplicates (Kafka rows)
+                                     ├─ slice rows ─┐
+                                     └─ accepted ─ feature-deltas ─ keyBy(entity) ─ window-features
+                                                      ├─ online updates (Kafka rows)
+                                                      └─ feature-log rows ─┤
+      keyBy(dataset|partition) ─ partition-buffer ─ partition-writer (Python) ─ lineage rows
+    all Kafka rows ─ one Kafka sink table (topic as metadata)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pyflink.common import Row, Types
-from pyflink.common.time import Instant
+from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
 
-from jobs.feedback import functions as fn
-from jobs.transforms import slices
-from jobs.transforms.features import feature_events
-from jobs.transforms.records import SinkRecord
+from jobs.feedback.context import RunContext
+from jobs.feedback.jvm_settings import settings_json
+from jobs.feedback.partition_writer import PartitionWriter
 from loopline.kafka import KafkaConfig
+from schemas.registry import SchemaRegistry
+from schemas.store import SchemaStore
 
 SOURCE_TABLE = "loopline_inputs"
 SINK_TABLE = "loopline_outputs"
@@ -55,7 +67,7 @@ def _interval(ms: int) -> str:
     )
 
 
-def source_ddl(run: fn.RunContext, kafka: KafkaConfig) -> str:
+def source_ddl(run: RunContext, kafka: KafkaConfig) -> str:
     job = run.job
     options = {
         "connector": "kafka",
@@ -68,6 +80,11 @@ def source_ddl(run: fn.RunContext, kafka: KafkaConfig) -> str:
     }
     if job.bounded:
         options["scan.bounded.mode"] = "latest-offset"
+    if job.watermark_alignment_ms:
+        # A replay must not race one topic far ahead of the other: readers whose watermark
+        # is more than the drift ahead of the group's minimum pause (FLIP-182/217).
+        options["scan.watermark.alignment.group"] = f"loopline-{job.group_id}"
+        options["scan.watermark.alignment.max-drift"] = f"{job.watermark_alignment_ms} ms"
     # rowtime is the Kafka record timestamp (= event time by contract). A record stamped more
     # than max_future_ms ahead of the clock gets epoch 0 here, so it cannot drag the
     # partition's watermark into the future; decoding then dead-letters it.
@@ -87,7 +104,7 @@ CREATE TEMPORARY TABLE {SOURCE_TABLE} (
 )"""
 
 
-def sink_ddl(run: fn.RunContext, kafka: KafkaConfig) -> str:
+def sink_ddl(run: RunContext, kafka: KafkaConfig) -> str:
     options = {
         "connector": "kafka",
         "topic": ";".join(run.job.output_topics),
@@ -109,9 +126,11 @@ CREATE TEMPORARY TABLE {SINK_TABLE} (
 )"""
 
 
-def _to_row(record: SinkRecord) -> Row:
-    ts = None if record.timestamp_ms is None else Instant.of_epoch_milli(record.timestamp_ms)
-    return Row(k=record.key, v=record.value, topic=record.topic, ts=ts)
+def published_schemas(run: RunContext) -> list[dict[str, Any]]:
+    """Writer schemas on the schemas topic now (newer ones are fetched by the JVM on sight)."""
+    if not run.job.schema_registry or run.kafka is None:
+        return []
+    return SchemaRegistry(run.kafka, run.job.schemas_topic).read_all()
 
 
 def _named(stream: DataStream, name: str) -> DataStream:
@@ -121,87 +140,46 @@ def _named(stream: DataStream, name: str) -> DataStream:
 def build(
     env: StreamExecutionEnvironment,
     t_env: StreamTableEnvironment,
-    run: fn.RunContext,
+    run: RunContext,
     kafka: KafkaConfig,
 ) -> None:
     """Add the whole feedback job to `env` (executed by the caller)."""
-    job, pickled = run.job, fn.PICKLED
+    topology = get_gateway().jvm.io.loopline.feedback.Topology
+    settings = topology.settings(
+        settings_json(run.job, run.run_id, kafka, SchemaStore.from_directory(),
+                      published_schemas(run))
+    )
     t_env.execute_sql(source_ddl(run, kafka))
     t_env.execute_sql(sink_ddl(run, kafka))
-    source = t_env.to_data_stream(t_env.from_path(SOURCE_TABLE))
-
-    decoded = _named(
-        source.key_by(lambda r: f"{r['topic']}|{r['partition']}", key_type=Types.STRING()).process(
-            fn.DecodeValidate(run), output_type=pickled
-        ),
-        "decode-validate",
-    )
-    joined = _named(
-        decoded.key_by(lambda e: e.join_key, key_type=Types.STRING()).process(
-            fn.JoinLabels(run), output_type=pickled
-        ),
-        "label-join",
-    )
-    eta = job.position_bias_eta
-    features = _named(
-        _named(
-            joined.get_side_output(fn.ACCEPTED).flat_map(
-                lambda e: feature_events(e, eta), output_type=pickled
-            ),
-            "feature-events",
+    source = t_env.to_data_stream(
+        t_env.sql_query(
+            f"SELECT `value`, `topic`, `partition`, `offset`, `kafka_ts` FROM {SOURCE_TABLE}"
         )
-        .key_by(lambda f: f.key, key_type=Types.STRING())
-        .process(fn.WindowFeatures(run), output_type=pickled),
-        "window-features",
     )
-    shards = job.feast_shards
-    feast_lineage = _named(
-        features.key_by(lambda r: fn.shard_of(r, shards), key_type=Types.INT()).process(
-            fn.FeastOnlineSink(run), output_type=pickled
-        ),
-        "feast-online-sink",
+
+    def step(j_stream: Any, name: str) -> Any:
+        """Name and uid a JVM step; return its Java stream for the next one."""
+        _named(DataStream(j_stream), name)
+        return j_stream
+
+    src = step(topology.endOfInput(source._j_data_stream, settings), "end-of-input-watermark")
+    decoded = step(topology.decode(src, settings), "decode-validate")
+    joined = step(topology.join(decoded, settings), "label-join")
+    deltas = step(topology.featureDeltas(topology.accepted(joined)), "feature-deltas")
+    features = step(topology.features(deltas, settings), "window-features")
+    partitions = step(topology.partitions(topology.unionRows(joined, features), settings),
+                      "partition-buffer")
+    lineage_rows = _named(
+        DataStream(partitions).map(PartitionWriter(run), output_type=SINK_ROW),
+        "partition-writer",
     )
-    unmatched = joined.get_side_output(fn.UNMATCHED)
-    partition_ms = job.slice_partition_ms
-    labelled_slices = _named(
-        joined.key_by(
-            lambda r: slices.partition_of(r["served_at"], partition_ms)[0], key_type=Types.STRING()
-        ).process(fn.SliceLog(run, slices.LABELLED_DATASET), output_type=pickled),
-        "slice-log-labelled",
-    )
-    unmatched_rows = _named(unmatched.map(lambda p: p[0], output_type=pickled), "unmatched-rows")
-    unmatched_slices = _named(
-        unmatched_rows.key_by(
-            lambda r: slices.partition_of(r["event_time"], partition_ms)[0], key_type=Types.STRING()
-        ).process(fn.SliceLog(run, slices.UNMATCHED_DATASET), output_type=pickled),
-        "slice-log-unmatched",
-    )
-    mirror, lineage_topic, hide = run.paths.lineage, job.lineage_topic, run.pseudonymiser
-    labelled_topic, unmatched_topic = job.labelled_topic, job.unmatched_topic
-    lineage = _named(
-        feast_lineage.union(labelled_slices, unmatched_slices).map(
-            lambda rec: fn.lineage_to_sink(rec, lineage_topic, mirror, hide),
-            output_type=pickled,
-        ),
-        "lineage-encode",
-    )
-    outputs: list[Any] = [
-        decoded.get_side_output(fn.DEAD_LETTERS),
-        decoded.get_side_output(fn.LATE),
-        joined.get_side_output(fn.DEAD_LETTERS),
-        _named(
-            joined.map(lambda r: fn.labelled_to_sink(r, labelled_topic), output_type=pickled),
-            "labelled-encode",
-        ),
-        _named(
-            unmatched.map(lambda p: fn.unmatched_to_sink(p, unmatched_topic), output_type=pickled),
-            "unmatched-encode",
-        ),
-        lineage,
-    ]
-    rows = _named(
-        outputs[0].union(*outputs[1:]).map(_to_row, output_type=SINK_ROW), "to-kafka-rows"
-    )
+    kafka_rows = topology.unionAll([
+        topology.decodeDeadLetters(decoded),
+        topology.late(decoded),
+        topology.joinKafka(joined),
+        topology.onlineUpdates(features),
+        lineage_rows._j_data_stream,
+    ])
     statements = t_env.create_statement_set()
-    statements.add_insert(SINK_TABLE, t_env.from_data_stream(rows))
+    statements.add_insert(SINK_TABLE, t_env.from_data_stream(DataStream(kafka_rows)))
     statements.attach_as_datastream()

@@ -19,7 +19,7 @@ from feature_repo.store import FeastConfig, feature_store, load_feast
 from jobs.config import JobConfig, load_job
 from jobs.errors import JobError
 from jobs.feedback import environment, pipeline
-from jobs.feedback.functions import RunContext, lineage_to_sink
+from jobs.feedback.context import RunContext, lineage_to_sink
 from jobs.reconcile import reconcile
 from jobs.transforms import lineage
 from loopline.kafka import KafkaConfig, load_kafka

@@ -1,0 +1,172 @@
+package io.loopline.feedback;
+
+import java.math.BigDecimal;
+import java.math.RoundingMode;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * Bucketed window counters of one entity. A value at time `at` counts every bucket any part
+ * of which lies in (at - window, at]: exact up to one bucket at the old edge of the window
+ * (1 min for the 1 h window, 15 min for the 24 h one). The value can only change at an event
+ * or when a bucket leaves a window (start + bucket + window): {@link #departures}.
+ */
+public class EntityState {
+    static final long[] WINDOW_MS = {3_600_000L, 86_400_000L};
+    static final long[] BUCKET_MS = {60_000L, 900_000L};
+    static final String[] WINDOW_NAME = {"1h", "24h"};
+    /** The last-clicked list keeps distinct items whose click is still in the 24 h window. */
+    static final int CLICK_WINDOW = 1;
+
+    public byte kind;
+    public List<TreeMap<Long, Bucket>> windows = new ArrayList<>();
+    /** Distinct clicked items, each with its newest click time. */
+    public Map<String, Long> clicked = new HashMap<>();
+    public long latestMs = Long.MIN_VALUE;
+
+    public EntityState() {}
+
+    EntityState(byte kind) {
+        this.kind = kind;
+        for (int w = 0; w < WINDOW_MS.length; w++) {
+            windows.add(new TreeMap<>());
+        }
+    }
+
+    /** Counters of one time bucket. */
+    public static class Bucket {
+        public long impressions;
+        public long clicks;
+        public long purchases;
+        public long addToCart;
+        public long revenueMicros;
+        /** Item impressions by slate position (expected clicks are computed from these). */
+        public long[] byPosition = new long[0];
+
+        public Bucket() {}
+    }
+
+    /** Apply a delta; returns the departure times of buckets this delta created. */
+    List<Long> apply(FeatureDelta d) {
+        List<Long> created = new ArrayList<>(2);
+        for (int w = 0; w < WINDOW_MS.length; w++) {
+            long start = d.ts - Math.floorMod(d.ts, BUCKET_MS[w]);
+            Bucket b = windows.get(w).get(start);
+            if (b == null) {
+                b = new Bucket();
+                windows.get(w).put(start, b);
+                created.add(start + BUCKET_MS[w] + WINDOW_MS[w]);
+            }
+            b.impressions += d.impressions;
+            b.clicks += d.clicks;
+            b.purchases += d.purchases;
+            b.addToCart += d.addToCart;
+            b.revenueMicros += d.revenueMicros;
+            if (d.position >= 0 && d.impressions > 0) {
+                if (b.byPosition.length <= d.position) {
+                    b.byPosition = java.util.Arrays.copyOf(b.byPosition, d.position + 1);
+                }
+                b.byPosition[d.position] += d.impressions;
+            }
+        }
+        if (d.clickedItem != null) {
+            clicked.merge(d.clickedItem, d.ts, Math::max);
+        }
+        latestMs = Math.max(latestMs, d.ts);
+        return created;
+    }
+
+    /** Drop buckets (and clicks) that no longer count at `at`. */
+    void evict(long at) {
+        for (int w = 0; w < WINDOW_MS.length; w++) {
+            Iterator<Map.Entry<Long, Bucket>> it = windows.get(w).entrySet().iterator();
+            while (it.hasNext()) {
+                long start = it.next().getKey();
+                if (start + BUCKET_MS[w] > at - WINDOW_MS[w]) {
+                    break; // sorted by start: the rest still count
+                }
+                it.remove();
+            }
+        }
+        long bucket = BUCKET_MS[CLICK_WINDOW];
+        long window = WINDOW_MS[CLICK_WINDOW];
+        clicked.values().removeIf(ts -> ts - Math.floorMod(ts, bucket) + bucket <= at - window);
+    }
+
+    boolean isEmpty() {
+        for (TreeMap<Long, Bucket> w : windows) {
+            if (!w.isEmpty()) return false;
+        }
+        return clicked.isEmpty();
+    }
+
+    /** Feature values at `at` (call evict(at) first), named as feature_repo/names.py. */
+    Map<String, Object> values(long at, double eta) {
+        Map<String, Object> out = new java.util.LinkedHashMap<>();
+        for (int w = 0; w < WINDOW_MS.length; w++) {
+            long imp = 0, clk = 0, pur = 0, atc = 0, rev = 0;
+            long[] byPos = new long[0];
+            for (Map.Entry<Long, Bucket> e : windows.get(w).entrySet()) {
+                long start = e.getKey();
+                if (start > at || start + BUCKET_MS[w] <= at - WINDOW_MS[w]) continue;
+                Bucket b = e.getValue();
+                imp += b.impressions;
+                clk += b.clicks;
+                pur += b.purchases;
+                atc += b.addToCart;
+                rev += b.revenueMicros;
+                if (b.byPosition.length > byPos.length) byPos = java.util.Arrays.copyOf(byPos, b.byPosition.length);
+                for (int p = 0; p < b.byPosition.length; p++) byPos[p] += b.byPosition[p];
+            }
+            String n = WINDOW_NAME[w];
+            if (kind == FeatureDelta.USER) {
+                out.put("user_impressions_" + n, imp);
+                out.put("user_clicks_" + n, clk);
+                out.put("user_purchases_" + n, pur);
+                out.put("user_revenue_" + n, BigDecimal.valueOf(rev).movePointLeft(6).setScale(6, RoundingMode.HALF_EVEN).doubleValue());
+            } else {
+                double expected = 0.0;
+                for (int p = 0; p < byPos.length; p++) {
+                    if (byPos[p] > 0) expected += byPos[p] * Math.pow(1.0 + p, -eta);
+                }
+                out.put("item_impressions_" + n, imp);
+                out.put("item_clicks_" + n, clk);
+                out.put("item_add_to_cart_" + n, atc);
+                out.put("item_purchases_" + n, pur);
+                out.put("item_ctr_" + n, imp > 0 ? (double) clk / imp : 0.0);
+                out.put("item_purchase_rate_" + n, imp > 0 ? (double) pur / imp : 0.0);
+                out.put("item_debiased_ctr_" + n, expected > 0 ? clk / expected : 0.0);
+            }
+        }
+        if (kind == FeatureDelta.USER) {
+            out.put("user_last_clicked", lastClicked(at));
+        }
+        return out;
+    }
+
+    private String lastClicked(long at) {
+        long bucket = BUCKET_MS[CLICK_WINDOW];
+        long window = WINDOW_MS[CLICK_WINDOW];
+        List<Map.Entry<String, Long>> live = new ArrayList<>();
+        for (Map.Entry<String, Long> e : clicked.entrySet()) {
+            long start = e.getValue() - Math.floorMod(e.getValue(), bucket);
+            if (e.getValue() <= at && start + bucket > at - window) live.add(e);
+        }
+        // Newest first; a tie in time is broken by item id, so the order never depends on arrival.
+        live.sort((a, b) -> a.getValue().equals(b.getValue()) ? b.getKey().compareTo(a.getKey())
+                : Long.compare(b.getValue(), a.getValue()));
+        StringBuilder out = new StringBuilder();
+        for (int i = 0; i < Math.min(live.size(), lastClickedN); i++) {
+            if (i > 0) out.append(',');
+            out.append(live.get(i).getKey());
+        }
+        return out.toString();
+    }
+
+    /** Set by the operator from the job settings (not state). */
+    transient int lastClickedN = 10;
+}

@@ -1,0 +1,82 @@
+package io.loopline.feedback;
+
+/** A minimal JSON writer for the rows handed to the Python partition writer (json.loads). */
+final class Json {
+    private final StringBuilder out = new StringBuilder(256);
+    private boolean first = true;
+
+    Json() {
+        out.append('{');
+    }
+
+    private StringBuilder key(String name) {
+        if (!first) out.append(',');
+        first = false;
+        quote(out, name);
+        return out.append(':');
+    }
+
+    Json put(String name, String value) {
+        StringBuilder b = key(name);
+        if (value == null) b.append("null"); else quote(b, value);
+        return this;
+    }
+
+    Json put(String name, long value) {
+        key(name).append(value);
+        return this;
+    }
+
+    Json put(String name, Long value) {
+        key(name).append(value == null ? "null" : value.toString());
+        return this;
+    }
+
+    Json put(String name, Integer value) {
+        key(name).append(value == null ? "null" : value.toString());
+        return this;
+    }
+
+    Json put(String name, double value) {
+        key(name).append(Double.toString(value)); // finite by validation
+        return this;
+    }
+
+    Json put(String name, boolean value) {
+        key(name).append(value);
+        return this;
+    }
+
+    /** A pre-rendered JSON value (an array of source references, say). */
+    Json raw(String name, String json) {
+        key(name).append(json);
+        return this;
+    }
+
+    String done() {
+        return out.append('}').toString();
+    }
+
+    static void quote(StringBuilder b, String s) {
+        b.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '"': b.append("\\\""); break;
+                case '\\': b.append("\\\\"); break;
+                case '\n': b.append("\\n"); break;
+                case '\r': b.append("\\r"); break;
+                case '\t': b.append("\\t"); break;
+                default:
+                    if (c < 0x20) b.append(String.format("\\u%04x", (int) c)); else b.append(c);
+            }
+        }
+        b.append('"');
+    }
+
+    static String ref(String topic, int partition, long offset) {
+        StringBuilder b = new StringBuilder("[");
+        quote(b, topic);
+        return b.append(',').append(partition).append(',').append(offset).append(']').toString();
+    }
+}

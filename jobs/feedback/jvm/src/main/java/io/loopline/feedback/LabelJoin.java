@@ -1,0 +1,242 @@
+package io.loopline.feedback;
+
+import org.apache.avro.generic.GenericRecord;
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.metrics.MetricGroup;
+import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+import org.apache.flink.util.OutputTag;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+
+/**
+ * The label join (as jobs/transforms/label_join.py): each served slate meets the interactions
+ * it caused within the maturity window, in event time. A serving event opens the request and
+ * closes it at served_at + window; interactions arriving first wait up to one window. At
+ * close every slate item becomes one LabelledImpression. Every input ends in one place:
+ * joined, unmatched (organic / no_impression / outside_window / item_not_in_slate) or a
+ * duplicate (dead-lettered) — for organic interactions too: their event id is remembered for
+ * the closed-request TTL, so a redelivered organic click is counted once.
+ *
+ * Main output: rows for the feedback-slice partitions. Side outputs: Kafka rows (labelled,
+ * unmatched, duplicates) and accepted first sightings, which feed the features.
+ */
+public class LabelJoin extends KeyedProcessFunction<String, InputEvent, PartitionRow> {
+    private static final long serialVersionUID = 1L;
+    public static final OutputTag<Row> KAFKA = new OutputTag<>("join-kafka", SinkRows.TYPE);
+    public static final OutputTag<InputEvent> ACCEPTED =
+            new OutputTag<>("accepted", TypeInformation.of(InputEvent.class));
+
+    static final String ORGANIC = "organic";
+    static final String NO_IMPRESSION = "no_impression";
+    static final String OUTSIDE_WINDOW = "outside_window";
+    static final String ITEM_NOT_IN_SLATE = "item_not_in_slate";
+
+    private final FeedbackSettings settings;
+    private transient SchemaBook book;
+    private transient ValueState<RequestState> state;
+    private transient Counter joined;
+    private transient Counter unmatched;
+    private transient Counter deadLettered;
+
+    public LabelJoin(FeedbackSettings settings) {
+        this.settings = settings;
+    }
+
+    @Override
+    public void open(OpenContext context) {
+        book = new SchemaBook(List.of(), settings.readerSchemas);
+        state = getRuntimeContext().getState(new ValueStateDescriptor<>("request", TypeInformation.of(RequestState.class)));
+        MetricGroup group = getRuntimeContext().getMetricGroup().addGroup("loopline");
+        joined = group.counter("joined");
+        unmatched = group.counter("unmatched");
+        deadLettered = group.counter("dead_lettered");
+    }
+
+    @Override
+    public void processElement(InputEvent e, Context ctx, Collector<PartitionRow> out) throws Exception {
+        RequestState s = state.value();
+        if (s == null) {
+            s = new RequestState();
+        }
+        if (e.kind == InputEvent.SERVING) {
+            if (s.serving != null || s.closedAt != null) {
+                duplicate(e, ctx);
+                return;
+            }
+            s.serving = e;
+            ctx.output(ACCEPTED, e);
+            ctx.timerService().registerEventTimeTimer(e.eventTime + settings.maturityWindowMs);
+            List<InputEvent> waiting = s.pending;
+            s.pending = new ArrayList<>();
+            waiting.sort(Comparator.comparingLong((InputEvent i) -> i.eventTime).thenComparingLong(i -> i.offset));
+            for (InputEvent interaction : waiting) {
+                match(s, interaction, ctx, out);
+            }
+            state.update(s);
+            return;
+        }
+        if (!s.seenEventIds.add(e.eventId)) {
+            duplicate(e, ctx);
+            return;
+        }
+        ctx.output(ACCEPTED, e);
+        if (e.requestId == null) {
+            unmatched(e, ORGANIC, ctx, out);
+            // Remember the event id for the TTL: a redelivery must be a duplicate, not a second
+            // organic interaction.
+            if (s.closedAt == null && s.serving == null && s.pending.isEmpty()) {
+                s.closedAt = e.eventTime;
+                ctx.timerService().registerEventTimeTimer(e.eventTime + settings.closedRequestTtlMs);
+            }
+        } else if (s.closedAt != null) {
+            unmatched(e, OUTSIDE_WINDOW, ctx, out);
+        } else if (s.serving != null) {
+            match(s, e, ctx, out);
+        } else {
+            s.pending.add(e);
+            ctx.timerService().registerEventTimeTimer(e.eventTime + settings.maturityWindowMs);
+        }
+        state.update(s);
+    }
+
+    private void match(RequestState s, InputEvent e, Context ctx, Collector<PartitionRow> out) {
+        long servedAt = s.serving.eventTime;
+        if (!(servedAt <= e.eventTime && e.eventTime < servedAt + settings.maturityWindowMs)) {
+            unmatched(e, OUTSIDE_WINDOW, ctx, out);
+            return;
+        }
+        boolean inSlate = false;
+        for (String item : s.serving.itemIds) {
+            if (item.equals(e.itemId)) {
+                inSlate = true;
+                break;
+            }
+        }
+        if (!inSlate) {
+            unmatched(e, ITEM_NOT_IN_SLATE, ctx, out);
+            return;
+        }
+        s.outcomes.computeIfAbsent(e.itemId, k -> new RequestState.Outcome()).add(e);
+        joined.inc();
+    }
+
+    @Override
+    public void onTimer(long timestamp, OnTimerContext ctx, Collector<PartitionRow> out) throws Exception {
+        RequestState s = state.value();
+        if (s == null) {
+            return;
+        }
+        boolean end = ctx.timerService().currentWatermark() == Long.MAX_VALUE;
+        InputEvent serving = s.serving;
+        if (serving != null && s.closedAt == null && (end || timestamp >= serving.eventTime + settings.maturityWindowMs)) {
+            label(serving, s, ctx, out);
+            joined.inc();
+            s.closedAt = serving.eventTime + settings.maturityWindowMs;
+            s.outcomes.clear();
+            ctx.timerService().registerEventTimeTimer(s.closedAt + settings.closedRequestTtlMs);
+        }
+        boolean clear;
+        if (s.serving == null && !s.pending.isEmpty()) {
+            List<InputEvent> keep = new ArrayList<>();
+            for (InputEvent e : s.pending) {
+                if (end || timestamp >= e.eventTime + settings.maturityWindowMs) {
+                    unmatched(e, NO_IMPRESSION, ctx, out);
+                } else {
+                    keep.add(e);
+                }
+            }
+            s.pending = keep;
+            clear = keep.isEmpty() && s.closedAt == null;
+        } else {
+            clear = s.closedAt != null && (end || timestamp >= s.closedAt + settings.closedRequestTtlMs);
+        }
+        if (clear) {
+            state.clear();
+        } else {
+            state.update(s);
+        }
+    }
+
+    private void duplicate(InputEvent e, Context ctx) {
+        deadLettered.inc();
+        String what = e.kind == InputEvent.SERVING ? "serving" : "interaction";
+        ctx.output(KAFKA, DeadLetters.row(book, settings.deadLetterTopic, e.raw, e.topic, e.partition, e.offset,
+                e.eventTime, "duplicate", "DuplicateEvent", what + " " + e.joinKey() + " was already received",
+                null, settings.runId));
+    }
+
+    private void unmatched(InputEvent e, String reason, Context ctx, Collector<PartitionRow> out) {
+        unmatched.inc();
+        String coords = e.topic + "/" + e.partition + "/" + e.offset;
+        ctx.output(KAFKA, SinkRows.of(coords, e.raw, settings.unmatchedTopic, e.eventTime));
+        String json = new Json()
+                .put("event_id", e.eventId).put("event_time", e.eventTime).put("user_id", e.userId)
+                .put("session_id", e.sessionId).put("request_id", e.requestId).put("item_id", e.itemId)
+                .put("type", e.type).put("revenue", e.revenue).put("dwell_ms", e.dwellMs)
+                .put("position", e.position).put("reason", reason).put("source_topic", e.topic)
+                .put("source_partition", e.partition).put("source_offset", e.offset)
+                .raw("_source_refs", "[" + Json.ref(e.topic, e.partition, e.offset) + "]").done();
+        out.collect(new PartitionRow(Names.UNMATCHED_DATASET, e.eventTime, settings.slicePartitionMs,
+                settings.maturityWindowMs, e.eventId, json));
+    }
+
+    private void label(InputEvent serving, RequestState s, Context ctx, Collector<PartitionRow> out) {
+        Integer[] order = new Integer[serving.itemIds.length];
+        for (int i = 0; i < order.length; i++) order[i] = i;
+        java.util.Arrays.sort(order, Comparator.comparingInt(i -> serving.positions[i]));
+        String servingRef = Json.ref(serving.topic, serving.partition, serving.offset);
+        for (int i : order) {
+            String item = serving.itemIds[i];
+            RequestState.Outcome o = s.outcomes.getOrDefault(item, new RequestState.Outcome());
+            GenericRecord r = book.newRecord(Names.LABELLED_IMPRESSION);
+            r.put("request_id", serving.requestId);
+            r.put("item_id", item);
+            r.put("user_id", serving.userId);
+            r.put("session_id", serving.sessionId);
+            r.put("model_version", serving.modelVersion);
+            r.put("arm", serving.arm);
+            r.put("policy", serving.policy);
+            r.put("fallback", serving.fallback);
+            r.put("position", serving.positions[i]);
+            r.put("score", serving.scores[i]);
+            r.put("propensity", serving.propensities[i]);
+            r.put("served_at", serving.eventTime);
+            r.put("clicked", o.clicked);
+            r.put("added_to_cart", o.addedToCart);
+            r.put("purchased", o.purchased);
+            r.put("revenue", o.revenue);
+            r.put("dwell_ms", o.dwellMs);
+            r.put("interaction_count", o.interactions);
+            r.put("label_window_ms", settings.maturityWindowMs);
+            r.put("source_topic", serving.topic);
+            r.put("source_partition", serving.partition);
+            r.put("source_offset", serving.offset);
+            String key = serving.requestId + "/" + item;
+            ctx.output(KAFKA, SinkRows.of(key, book.encode(Names.LABELLED_IMPRESSION, r), settings.labelledTopic,
+                    serving.eventTime));
+            StringBuilder refs = new StringBuilder("[").append(servingRef);
+            for (String ref : o.refs) refs.append(',').append(ref);
+            String json = new Json()
+                    .put("request_id", serving.requestId).put("item_id", item).put("user_id", serving.userId)
+                    .put("session_id", serving.sessionId).put("model_version", serving.modelVersion)
+                    .put("arm", serving.arm).put("policy", serving.policy).put("fallback", serving.fallback)
+                    .put("position", serving.positions[i]).put("score", serving.scores[i])
+                    .put("propensity", serving.propensities[i]).put("served_at", serving.eventTime)
+                    .put("clicked", o.clicked).put("added_to_cart", o.addedToCart).put("purchased", o.purchased)
+                    .put("revenue", o.revenue).put("dwell_ms", o.dwellMs).put("interaction_count", o.interactions)
+                    .put("label_window_ms", settings.maturityWindowMs).put("source_topic", serving.topic)
+                    .put("source_partition", serving.partition).put("source_offset", serving.offset)
+                    .raw("_source_refs", refs.append(']').toString()).done();
+            out.collect(new PartitionRow(Names.LABELLED_DATASET, serving.eventTime, settings.slicePartitionMs,
+                    settings.maturityWindowMs, key, json));
+        }
+    }
+}

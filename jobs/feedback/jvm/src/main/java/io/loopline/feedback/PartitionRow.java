@@ -1,0 +1,37 @@
+package io.loopline.feedback;
+
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+
+/**
+ * One row bound for an event-time partition of a dataset (a feedback slice or the offline
+ * feature log): buffered in Flink state until the partition is final, then handed to the
+ * Python partition writer in key order.
+ */
+public class PartitionRow {
+    private static final DateTimeFormatter HOUR = DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH").withZone(ZoneOffset.UTC);
+
+    public String dataset;
+    public String partition;
+    /** Event time after which the partition can no longer change (its timer). */
+    public long finalAt;
+    /** Orders and de-duplicates the partition's rows: same content → same files. */
+    public String sortKey;
+    public String json;
+
+    public PartitionRow() {}
+
+    PartitionRow(String dataset, long eventMs, long partitionMs, long finalDelayMs, String sortKey, String json) {
+        long start = eventMs - Math.floorMod(eventMs, partitionMs);
+        this.dataset = dataset;
+        this.partition = HOUR.format(Instant.ofEpochMilli(start));
+        this.finalAt = start + partitionMs + finalDelayMs;
+        this.sortKey = sortKey;
+        this.json = json;
+    }
+
+    public String bufferKey() {
+        return dataset + "|" + partition;
+    }
+}

@@ -1,0 +1,48 @@
+package io.loopline.feedback;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/** The label join's state for one request id (or one organic event id). */
+public class RequestState {
+    public InputEvent serving;
+    public Map<String, Outcome> outcomes = new HashMap<>();
+    public List<InputEvent> pending = new ArrayList<>();
+    public Set<String> seenEventIds = new HashSet<>();
+    public Long closedAt;
+
+    public RequestState() {}
+
+    boolean empty() {
+        return serving == null && pending.isEmpty() && closedAt == null;
+    }
+
+    /** What the interactions joined to one slate item amount to. */
+    public static class Outcome {
+        public boolean clicked;
+        public boolean addedToCart;
+        public boolean purchased;
+        public double revenue;
+        public long dwellMs;
+        public int interactions;
+        public List<String> refs = new ArrayList<>();
+
+        public Outcome() {}
+
+        void add(InputEvent e) {
+            interactions++;
+            refs.add(Json.ref(e.topic, e.partition, e.offset));
+            switch (e.type) {
+                case "click": clicked = true; break;
+                case "add_to_cart": addedToCart = true; break;
+                case "purchase": purchased = true; revenue += e.revenue; break;
+                case "view": dwellMs += e.dwellMs == null ? 0 : e.dwellMs; break;
+                default: break;
+            }
+        }
+    }
+}

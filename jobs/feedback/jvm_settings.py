@@ -1,0 +1,75 @@
+"""The settings document the JVM operators read (io.loopline.feedback.FeedbackSettings).
+
+One JSON document built from the job's frozen configs, so the Python and Java sides share
+one source of truth rather than a long constructor. Pure: no Flink import.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobs.config import JobConfig
+from loopline.kafka import KafkaConfig
+from schemas.codec import (
+    DEAD_LETTER,
+    FEATURE_UPDATE,
+    INTERACTION_EVENT,
+    LABELLED_IMPRESSION,
+    SERVING_EVENT,
+)
+from schemas.store import SchemaStore
+
+# The reader schemas the operators decode into and encode with: the newest shipped version.
+READERS = (SERVING_EVENT, INTERACTION_EVENT, LABELLED_IMPRESSION, DEAD_LETTER, FEATURE_UPDATE)
+# The Flink SQL Kafka connector relocates the Kafka client; our operators use the plain one.
+_SHADED_PREFIX = "org.apache.flink.kafka.shaded."
+
+
+def kafka_client_properties(kafka: KafkaConfig) -> dict[str, str]:
+    """Plain kafka-clients properties (the schemas-topic reader in the JVM)."""
+    props = {}
+    for key, value in kafka.flink_properties().items():
+        props[key.removeprefix("properties.")] = value.replace(_SHADED_PREFIX, "")
+    return props
+
+
+def settings_json(
+    job: JobConfig,
+    run_id: str,
+    kafka: KafkaConfig,
+    shipped: SchemaStore,
+    published: list[dict[str, Any]],
+) -> str:
+    """The document: topics, windows, the writer schemas known now, where to find new ones."""
+    writers = [json.dumps(s.raw, sort_keys=True) for s in shipped.all()]
+    writers += [json.dumps(raw, sort_keys=True) for raw in published]
+    return json.dumps(
+        {
+            "run_id": run_id,
+            "serving_topic": job.serving_topic,
+            "interactions_topic": job.interactions_topic,
+            "labelled_topic": job.labelled_topic,
+            "unmatched_topic": job.unmatched_topic,
+            "late_topic": job.late_topic,
+            "dead_letter_topic": job.dead_letter_topic,
+            "feature_updates_topic": job.feature_updates_topic,
+            "out_of_orderness_ms": job.out_of_orderness_ms,
+            "max_future_ms": job.max_future_ms,
+            "maturity_window_ms": job.maturity_window_ms,
+            "closed_request_ttl_ms": job.closed_request_ttl_ms,
+            "position_bias_eta": job.position_bias_eta,
+            "last_clicked_n": job.last_clicked_n,
+            "slice_partition_ms": job.slice_partition_ms,
+            "online_flush_ms": job.online_flush_ms,
+            "partition_chunk_rows": job.partition_chunk_rows,
+            "offline_feature_log": job.offline_feature_log,
+            "writer_schemas": writers,
+            "reader_schemas": {
+                name: json.dumps(shipped.latest(name).raw, sort_keys=True) for name in READERS
+            },
+            "schemas_topic": job.schemas_topic if job.schema_registry else None,
+            "kafka_properties": kafka_client_properties(kafka),
+        },
+        sort_keys=True,
+    )

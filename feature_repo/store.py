@@ -71,7 +71,7 @@ def feature_store(
     try:
         store = FeatureStore(config=repo_config(feast, paths))
         if apply:
-            apply_definitions(store)
+            apply_definitions(store, paths)
     except FeatureStoreError:
         raise
     except Exception as exc:  # Feast raises many unrelated types on bad config/connections
@@ -81,11 +81,17 @@ def feature_store(
     return store
 
 
-def apply_definitions(store: FeatureStore) -> None:
-    """Register entities, views and services (idempotent) and create online tables."""
-    from feature_repo import definitions  # imported late: it reads the paths config
+def apply_definitions(store: FeatureStore, paths: PathsConfig) -> None:
+    """Register entities, views and services (idempotent) and create online tables.
 
-    for source in (definitions.user_activity_source, definitions.item_performance_source):
+    The batch sources are pointed at this store's home: the definitions module reads the
+    paths config once per process, and a process may open stores of several homes (tests,
+    a replay beside a live run)."""
+    from feature_repo import definitions, names  # imported late: it reads the paths config
+
+    for source, view in ((definitions.user_activity_source, names.USER_ACTIVITY),
+                         (definitions.item_performance_source, names.ITEM_PERFORMANCE)):
+        source.file_options.uri = str(paths.features_offline / view)
         Path(source.path).mkdir(parents=True, exist_ok=True)
 
     store.apply(

@@ -24,7 +24,7 @@ from typing import Any
 
 from feature_repo import names
 from jobs.config import JobConfig
-from jobs.transforms.features import FeatureAggregator, feature_events
+from jobs.transforms.features import final_values
 from jobs.transforms.records import INTERACTION, SERVING, Envelope
 
 MIN = 60_000
@@ -87,20 +87,9 @@ class Workload:
 
 def reference_features(accepted: Iterable[Envelope], job: JobConfig
                        ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Final feature rows of every entity after `accepted` events, no decay (pure transforms)."""
-    agg = FeatureAggregator(job.last_clicked_n)
-    states: dict[str, Any] = {}
-    for env in accepted:
-        for event in feature_events(env, job.position_bias_eta):
-            state = states.setdefault(event.key, agg.new_state(event.kind))
-            agg.apply(state, event)
-    out: dict[str, dict[str, dict[str, Any]]] = {names.USER_ACTIVITY: {},
-                                                   names.ITEM_PERFORMANCE: {}}
-    for key, state in states.items():
-        entity_id = key.split(":", 1)[1]
-        row = agg.evaluate(state, entity_id, state.latest_ms)
-        out[row.view][entity_id] = row.values
-    return out
+    """Final feature values of every entity after `accepted` events, no decay (the features'
+    Python definition, jobs/transforms/features.py)."""
+    return final_values(accepted, job.position_bias_eta, job.last_clicked_n)
 
 
 def _serving(rid: str, t: int, user: str, items: list[str]) -> dict[str, Any]:

@@ -153,7 +153,9 @@ def build(
     t_env.execute_sql(sink_ddl(run, kafka))
     source = t_env.to_data_stream(
         t_env.sql_query(
-            f"SELECT `value`, `topic`, `partition`, `offset`, `kafka_ts` FROM {SOURCE_TABLE}"
+            # rowtime stays in: it becomes each record's timestamp (end-of-input-watermark).
+            f"SELECT `value`, `topic`, `partition`, `offset`, `kafka_ts`, `rowtime` "
+            f"FROM {SOURCE_TABLE}"
         )
     )
 

@@ -44,6 +44,17 @@ class RunResult:
     client: Any = None  # the JobClient of a run started with wait=False (cancel() stops it)
 
 
+def stop_with_drain(client: Any, savepoint_dir: str) -> str:
+    """Stop a job started with wait=False the way a drain does: sources stop, the MAX
+    watermark closes every open window, a savepoint is taken; returns its path. (PyFlink
+    2.2's JobClient.stop_with_savepoint calls a Java overload that no longer exists.)"""
+    from pyflink.java_gateway import get_gateway
+
+    formats = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType
+    future = client._j_job_client.stopWithSavepoint(True, savepoint_dir, formats.CANONICAL)
+    return str(future.get())
+
+
 def _send_lineage(kafka: KafkaConfig, run: RunContext, event: dict[str, Any]) -> None:
     from kafka import KafkaProducer
 

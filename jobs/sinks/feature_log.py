@@ -48,7 +48,7 @@ def write_chunk(
         raise SinkError(f"offline feature log: unknown feature view {view!r}")
     fp = fingerprint(rows)
     directory = root / view
-    path = directory / f"hour={partition}-c{chunk:03d}-{fp[7:19]}.parquet"
+    path = directory / f"part-{partition}-c{chunk:03d}-{fp[7:19]}.parquet"
     written = False
     if not path.exists():
         try:

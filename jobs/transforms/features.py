@@ -1,42 +1,44 @@
-"""Streaming features: event-time sliding windows per user and per item, refreshed per event.
+"""The streaming features' definition, in Python: what the JVM operator computes, stated as a
+brute force over the events at or before a time. Tests and benchmarks check the job against
+it; nothing on the job's hot path calls it.
 
-Counters are kept in time buckets (1 min for the 1 h window, 15 min for the 24 h window), so a
-value is exact up to one bucket of resolution at the old edge of the window. Values are
-evaluated at the entity's newest event time, so out-of-order events update the right bucket
-and the emitted timestamp never goes backwards for a key. Idle entities are re-evaluated
-when their windows pass (decay), so a quiet item's 1 h clicks do drop to zero.
+Counters live in event-time buckets (1 min for the 1 h window, 15 min for the 24 h window); a
+value at time `at` counts every bucket any part of which lies in (at - window, at], from the
+events at or before `at`: exact up to one bucket at the old edge of the window. Sums are over
+integers (revenue in micro-units, impressions per slate position), so no value depends on the
+order events arrived in. The last-clicked list holds distinct items whose newest click is
+still inside the 24 h window, newest first (ties by item id, descending).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from feature_repo import names
-from jobs.transforms.records import INTERACTION, SERVING, Envelope, FeatureRow
+from jobs.transforms.records import INTERACTION, SERVING, Envelope
 
 USER = "u"
 ITEM = "i"
 
 # (window name, window ms, bucket ms)
-_WINDOWS = (("1h", 3_600_000, 60_000), ("24h", 86_400_000, 900_000))
-
-USER_FIELDS = ("impressions", "clicks", "purchases", "revenue")
-ITEM_FIELDS = ("impressions", "clicks", "add_to_cart", "purchases", "expected_clicks")
-
-
-def examination(position: int, eta: float) -> float:
-    """Position-based model: chance a user looks at slot `position` (0-based)."""
-    return float((1.0 + position) ** -eta)
+WINDOWS = (("1h", 3_600_000, 60_000), ("24h", 86_400_000, 900_000))
+CLICK_WINDOW = WINDOWS[1]
 
 
 class FeatureEvent(NamedTuple):
-    """One contribution to one entity's counters."""
+    """One contribution of one accepted input event to one entity's counters."""
 
     kind: str  # USER or ITEM
     entity_id: str
     ts: int
-    deltas: dict[str, float]
+    impressions: int = 0
+    clicks: int = 0
+    purchases: int = 0
+    add_to_cart: int = 0
+    revenue_micros: int = 0
+    position: int = -1  # slate position of an item impression
     clicked_item: str | None = None
 
     @property
@@ -44,140 +46,106 @@ class FeatureEvent(NamedTuple):
         return f"{self.kind}:{self.entity_id}"
 
 
-def feature_events(env: Envelope, eta: float) -> list[FeatureEvent]:
-    """Split a valid input event into per-entity counter deltas."""
+def examination(position: int, eta: float) -> float:
+    """Position-based model: chance a user looks at slot `position` (0-based). For eta = 1 a
+    plain division, so Java and Python agree to the last bit."""
+    return 1.0 / (1.0 + position) if eta == 1.0 else float((1.0 + position) ** -eta)
+
+
+def micros(amount: float) -> int:
+    """Revenue in integer micro-units (as Java's Math.round(amount * 1e6))."""
+    return math.floor(amount * 1_000_000.0 + 0.5)
+
+
+def feature_events(env: Envelope, eta: float = 1.0) -> list[FeatureEvent]:
+    """Split a valid input event into per-entity contributions."""
     event, ts = env.event, env.event_time
     if env.kind == SERVING:
         slate = event["slate"]
-        out = [FeatureEvent(USER, event["user_id"], ts, {"impressions": float(len(slate))})]
-        for item in slate:
-            out.append(
-                FeatureEvent(
-                    ITEM,
-                    item["item_id"],
-                    ts,
-                    {"impressions": 1.0, "expected_clicks": examination(item["position"], eta)},
-                )
-            )
+        out = [FeatureEvent(USER, event["user_id"], ts, impressions=len(slate))]
+        out += [FeatureEvent(ITEM, item["item_id"], ts, impressions=1, position=item["position"])
+                for item in slate]
         return out
     if env.kind != INTERACTION:
         return []
     kind, user, item = event["type"], event["user_id"], event["item_id"]
     if kind == "click":
-        return [
-            FeatureEvent(USER, user, ts, {"clicks": 1.0}, clicked_item=item),
-            FeatureEvent(ITEM, item, ts, {"clicks": 1.0}),
-        ]
+        return [FeatureEvent(USER, user, ts, clicks=1, clicked_item=item),
+                FeatureEvent(ITEM, item, ts, clicks=1)]
     if kind == "purchase":
-        revenue = float(event.get("revenue") or 0.0)
-        return [
-            FeatureEvent(USER, user, ts, {"purchases": 1.0, "revenue": revenue}),
-            FeatureEvent(ITEM, item, ts, {"purchases": 1.0}),
-        ]
+        revenue = micros(float(event.get("revenue") or 0.0))
+        return [FeatureEvent(USER, user, ts, purchases=1, revenue_micros=revenue),
+                FeatureEvent(ITEM, item, ts, purchases=1)]
     if kind == "add_to_cart":
-        return [FeatureEvent(ITEM, item, ts, {"add_to_cart": 1.0})]
+        return [FeatureEvent(ITEM, item, ts, add_to_cart=1)]
     return []  # views feed labels (dwell), not these counters
 
 
-@dataclass
-class EntityState:
-    """Bucketed counters of one entity, per window."""
-
-    kind: str
-    buckets: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
-    latest_ms: int = 0
-    last_clicked: list[tuple[int, str]] = field(default_factory=list)
+def _counts(start: int, bucket_ms: int, window_ms: int, at_ms: int) -> bool:
+    return start <= at_ms and start + bucket_ms > at_ms - window_ms
 
 
-class FeatureAggregator:
-    """Pure feature logic: apply deltas, evaluate windows, decide decay points."""
+def values_at(kind: str, events: Iterable[FeatureEvent], at_ms: int, eta: float = 1.0,
+              last_clicked_n: int = 10) -> dict[str, Any]:
+    """Feature values of one entity at `at_ms`, from its events (any order; those after
+    `at_ms` are ignored). Named as feature_repo/names.py."""
+    seen = [e for e in events if e.ts <= at_ms]
+    values: dict[str, Any] = {}
+    for name, window_ms, bucket_ms in WINDOWS:
+        live = [e for e in seen if _counts(e.ts - e.ts % bucket_ms, bucket_ms, window_ms, at_ms)]
+        impressions = sum(e.impressions for e in live)
+        clicks = sum(e.clicks for e in live)
+        purchases = sum(e.purchases for e in live)
+        if kind == USER:
+            values[f"user_impressions_{name}"] = impressions
+            values[f"user_clicks_{name}"] = clicks
+            values[f"user_purchases_{name}"] = purchases
+            values[f"user_revenue_{name}"] = sum(e.revenue_micros for e in live) / 1_000_000
+            continue
+        by_position: dict[int, int] = {}
+        for e in live:
+            if e.position >= 0 and e.impressions:
+                by_position[e.position] = by_position.get(e.position, 0) + e.impressions
+        expected = 0.0
+        for position in sorted(by_position):
+            expected += by_position[position] * examination(position, eta)
+        values[f"item_impressions_{name}"] = impressions
+        values[f"item_clicks_{name}"] = clicks
+        values[f"item_add_to_cart_{name}"] = sum(e.add_to_cart for e in live)
+        values[f"item_purchases_{name}"] = purchases
+        values[f"item_ctr_{name}"] = clicks / impressions if impressions else 0.0
+        values[f"item_purchase_rate_{name}"] = purchases / impressions if impressions else 0.0
+        # Clicks over expected examinations: CTR as if every slot were looked at.
+        values[f"item_debiased_ctr_{name}"] = clicks / expected if expected > 0 else 0.0
+    if kind == USER:
+        _, window_ms, bucket_ms = CLICK_WINDOW
+        newest: dict[str, int] = {}
+        for e in seen:
+            if e.clicked_item is not None:
+                newest[e.clicked_item] = max(e.ts, newest.get(e.clicked_item, e.ts))
+        live_clicks = [(ts, item) for item, ts in newest.items()
+                       if _counts(ts - ts % bucket_ms, bucket_ms, window_ms, at_ms)]
+        live_clicks.sort(reverse=True)
+        values["user_last_clicked"] = ",".join(item for _, item in live_clicks[:last_clicked_n])
+    return values
 
-    def __init__(self, last_clicked_n: int) -> None:
-        self.last_clicked_n = last_clicked_n
 
-    @staticmethod
-    def new_state(kind: str) -> EntityState:
-        return EntityState(kind=kind, buckets={name: {} for name, _, _ in _WINDOWS})
+def view_of(kind: str) -> str:
+    return names.USER_ACTIVITY if kind == USER else names.ITEM_PERFORMANCE
 
-    def apply(self, state: EntityState, event: FeatureEvent) -> None:
-        _, _, ts, deltas, clicked_item = event
-        for name, _, bucket_ms in _WINDOWS:
-            bucket = state.buckets[name].setdefault(ts - ts % bucket_ms, {})
-            for counter, delta in deltas.items():
-                bucket[counter] = bucket.get(counter, 0.0) + delta
-        if clicked_item is not None:
-            # Distinct items, most recent click of each, newest last.
-            kept = [(t, i) for t, i in state.last_clicked if i != clicked_item]
-            newest = max([ts, *(t for t, i in state.last_clicked if i == clicked_item)])
-            state.last_clicked = sorted([*kept, (newest, clicked_item)])[-self.last_clicked_n :]
-        state.latest_ms = max(state.latest_ms, ts)
-        self._evict(state, state.latest_ms)
 
-    @staticmethod
-    def _evict(state: EntityState, now_ms: int) -> None:
-        for name, window_ms, bucket_ms in _WINDOWS:
-            buckets = state.buckets[name]
-            for start in [s for s in buckets if s + bucket_ms <= now_ms - window_ms]:
-                del buckets[start]
-
-    @staticmethod
-    def _sums(
-        state: EntityState, name: str, window_ms: int, bucket_ms: int, at_ms: int
-    ) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for start, counters in state.buckets[name].items():
-            # A bucket counts while any part of it lies in (at - window, at].
-            if start + bucket_ms > at_ms - window_ms and start <= at_ms:
-                for counter, value in counters.items():
-                    totals[counter] = totals.get(counter, 0.0) + value
-        return totals
-
-    def evaluate(self, state: EntityState, entity_id: str, at_ms: int) -> FeatureRow:
-        """Feature values of the entity as of `at_ms`."""
-        values: dict[str, Any] = {}
-        for name, window_ms, bucket_ms in _WINDOWS:
-            s = self._sums(state, name, window_ms, bucket_ms, at_ms)
-            if state.kind == USER:
-                values[f"user_impressions_{name}"] = int(s.get("impressions", 0))
-                values[f"user_clicks_{name}"] = int(s.get("clicks", 0))
-                values[f"user_purchases_{name}"] = int(s.get("purchases", 0))
-                values[f"user_revenue_{name}"] = round(s.get("revenue", 0.0), 6)
-            else:
-                impressions = s.get("impressions", 0.0)
-                clicks = s.get("clicks", 0.0)
-                expected = s.get("expected_clicks", 0.0)
-                values[f"item_impressions_{name}"] = int(impressions)
-                values[f"item_clicks_{name}"] = int(clicks)
-                values[f"item_add_to_cart_{name}"] = int(s.get("add_to_cart", 0))
-                values[f"item_purchases_{name}"] = int(s.get("purchases", 0))
-                values[f"item_ctr_{name}"] = clicks / impressions if impressions else 0.0
-                values[f"item_purchase_rate_{name}"] = (
-                    s.get("purchases", 0.0) / impressions if impressions else 0.0
-                )
-                # Clicks over expected examinations: CTR as if every slot were looked at.
-                values[f"item_debiased_ctr_{name}"] = clicks / expected if expected else 0.0
-        if state.kind == USER:
-            recent = [item for _, item in reversed(state.last_clicked)]
-            values["user_last_clicked"] = ",".join(recent)
-            view = names.USER_ACTIVITY
-        else:
-            view = names.ITEM_PERFORMANCE
-        return FeatureRow(view, entity_id, at_ms, values)
-
-    @staticmethod
-    def decay_points(state: EntityState) -> list[int]:
-        """When the entity's windows next change with no new events: re-evaluate then."""
-        # The newest bucket leaves the window once `at - window` reaches its end.
-        return [state.latest_ms - state.latest_ms % bucket_ms + bucket_ms + window_ms
-                for _, window_ms, bucket_ms in _WINDOWS]
-
-    def on_decay(
-        self, state: EntityState, entity_id: str, at_ms: int
-    ) -> tuple[FeatureRow | None, bool]:
-        """(row to emit, whether the state can be dropped) for a decay timer at `at_ms`."""
-        if at_ms not in self.decay_points(state):
-            return None, False  # a stale timer from before a newer event
-        self._evict(state, at_ms)
-        row = self.evaluate(state, entity_id, at_ms)
-        expired = all(not b for b in state.buckets.values())
-        return row, expired
+def final_values(accepted: Iterable[Envelope], eta: float = 1.0, last_clicked_n: int = 10
+                 ) -> dict[str, dict[str, dict[str, Any]]]:
+    """{view: {entity: values}} at each entity's newest event: what a run leaves online when
+    no decay fires (event time spanning less than a window, or ending at end of input)."""
+    by_key: dict[str, list[FeatureEvent]] = {}
+    for env in accepted:
+        for event in feature_events(env, eta):
+            by_key.setdefault(event.key, []).append(event)
+    out: dict[str, dict[str, dict[str, Any]]] = {names.USER_ACTIVITY: {},
+                                                   names.ITEM_PERFORMANCE: {}}
+    for key, events in by_key.items():
+        kind, entity = key.split(":", 1)
+        latest = max(e.ts for e in events)
+        out[view_of(kind)][entity] = values_at(kind, events, latest, eta, last_clicked_n)
+    return out

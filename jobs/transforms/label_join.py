@@ -113,7 +113,11 @@ class LabelJoin:
         out.accepted.append(env)
         if not env.event.get("request_id"):
             out.unmatched.append((env, ORGANIC))
-            out.clear = state.serving is None and not state.pending and state.closed_at is None
+            # Its event id is remembered for the closed-request TTL (the key is the event id
+            # itself): a redelivered organic interaction is a duplicate, not a second one.
+            if state.serving is None and not state.pending and state.closed_at is None:
+                state.closed_at = env.event_time
+                out.timers.append(env.event_time + self.closed_ttl_ms)
             return
         if state.closed_at is not None:
             out.unmatched.append((env, OUTSIDE_WINDOW))

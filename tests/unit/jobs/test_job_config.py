@@ -19,7 +19,7 @@ def test_partitions_that_would_share_an_hourly_name_are_refused(ms: int) -> None
         JobConfig(slice_partition_ms=ms)
 
 
-@pytest.mark.parametrize("field", ["maturity_window_ms", "parallelism", "feast_flush_rows",
+@pytest.mark.parametrize("field", ["maturity_window_ms", "parallelism", "online_flush_ms",
                                    "restart_window_ms"])
 def test_non_positive_sizes_are_refused(field: str) -> None:
     with pytest.raises(JobConfigError, match=f"job.{field} must be positive"):

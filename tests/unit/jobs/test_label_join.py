@@ -97,3 +97,12 @@ def test_end_of_input_closes_open_slates():
     join.on_event(state, env(serving("r1", T0)))
     out = join.on_timer(state, 2**63 - 2, end_of_input=True)
     assert len(out.labelled) == 3 and out.clear
+
+
+def test_a_redelivered_organic_interaction_is_a_duplicate_until_the_ttl():
+    organic = env(interaction("o1", T0, "a", request_id=None))
+    state, outs = run([organic, organic])
+    assert [r for o in outs for _, r in o.unmatched] == [ORGANIC]
+    assert sum(len(o.duplicates) for o in outs) == 1
+    expired = join.on_timer(state, T0 + 3_600_000, end_of_input=False)
+    assert expired.clear

@@ -1,7 +1,5 @@
 package io.loopline.feedback;
 
-import java.math.BigDecimal;
-import java.math.RoundingMode;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.Iterator;
@@ -127,11 +125,11 @@ public class EntityState {
                 out.put("user_impressions_" + n, imp);
                 out.put("user_clicks_" + n, clk);
                 out.put("user_purchases_" + n, pur);
-                out.put("user_revenue_" + n, BigDecimal.valueOf(rev).movePointLeft(6).setScale(6, RoundingMode.HALF_EVEN).doubleValue());
+                out.put("user_revenue_" + n, rev / 1_000_000.0); // the nearest double to the exact sum
             } else {
                 double expected = 0.0;
                 for (int p = 0; p < byPos.length; p++) {
-                    if (byPos[p] > 0) expected += byPos[p] * Math.pow(1.0 + p, -eta);
+                    if (byPos[p] > 0) expected += byPos[p] * examination(p, eta);
                 }
                 out.put("item_impressions_" + n, imp);
                 out.put("item_clicks_" + n, clk);
@@ -146,6 +144,12 @@ public class EntityState {
             out.put("user_last_clicked", lastClicked(at));
         }
         return out;
+    }
+
+    /** As jobs/transforms/features.examination: a plain division for eta = 1, so the two agree
+     * to the last bit. */
+    static double examination(int position, double eta) {
+        return eta == 1.0 ? 1.0 / (1.0 + position) : Math.pow(1.0 + position, -eta);
     }
 
     private String lastClicked(long at) {

@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from feature_repo import names
 from jobs.config import JobConfig
 from jobs.transforms.features import final_values
 from jobs.transforms.records import INTERACTION, SERVING, Envelope

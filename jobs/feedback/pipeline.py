@@ -6,7 +6,8 @@ the partition buffers. This module strings those typed steps together over py4j 
 every operator with a stable name and uid (so savepoints map back onto them). The one Python
 operator is the partition writer, which sees one element per released chunk of a partition.
 
-    source ─ end-of-input-watermark ─ keyBy(topic|partition) ─ decode-validate ─┬─ dead letters, late
+    source ─ end-of-input-watermark ─ keyBy(topic|partition) ─ decode-validate
+      ├─ dead letters, late
       ─ keyBy(request) ─ label-join ─┬─ labelled, unmatched, duplicates (Kafka rows)
                                      ├─ slice rows ─┐
                                      └─ accepted ─ feature-deltas ─ keyBy(entity) ─ window-features

@@ -48,7 +48,8 @@ def build(n_requests: int = 500, seed: int = 11) -> tuple[list[dict[str, Any]],
                                    "propensity": 0.25} for p, it in enumerate(slate)]})
 
         def act(suffix: str, kind: str, item: str, request: str | None = rid,
-                revenue: float = 0.0) -> dict[str, Any]:
+                revenue: float = 0.0, rid: str = rid, t: int = t, user: str = user
+                ) -> dict[str, Any]:
             return {"event_id": f"{rid}-{suffix}", "event_time": t + rng.randrange(1, 9 * MIN),
                     "user_id": user, "session_id": f"s-{user}", "request_id": request,
                     "item_id": item, "type": kind, "revenue": revenue, "dwell_ms": None,

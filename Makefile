@@ -20,10 +20,6 @@ MVN_FLAGS ?= -q -B -Dstyle.color=never
 PYTEST_ARGS ?=
 KAFKA_POM := infra/jvm/kafka-broker/pom.xml
 FLINK_POM := infra/jvm/flink-connectors/pom.xml
-# Our keyed Python operator (jobs/feedback/checkpointed_timers.py), compiled against the very
-# Flink jars of the installed PyFlink wheel, so it always matches the runtime.
-TIMERS_SRC := $(shell find infra/jvm/flink-python-timers -name '*.java')
-TIMERS_JAR := loopline-flink-python-timers.jar
 # The feedback job's JVM operators (jobs/feedback/jvm), compiled against the wheel's Flink jars
 # and bundled with the libraries its pom names (Avro, kafka-clients) into one job jar.
 FEEDBACK_POM := jobs/feedback/jvm/pom.xml
@@ -57,19 +53,13 @@ $(STAMPS)/venv: pyproject.toml constraints.txt | $(STAMPS)
 
 # Resolved into a scratch dir and swapped in, so a dependency dropped from a pom does not
 # linger (two versions on a wildcard classpath) and running services never see a half copy.
-$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(FEEDBACK_POM) $(FEEDBACK_SRC) $(STAMPS)/venv | $(STAMPS) apt
+$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(FEEDBACK_POM) $(FEEDBACK_SRC) $(STAMPS)/venv | $(STAMPS) apt
 	@command -v $(MVN) >/dev/null || { echo "make jars: '$(MVN)' not found; run 'make apt' as root or install Maven" >&2; exit 1; }
 	rm -rf $(JARS)/.new
 	$(MVN) $(MVN_FLAGS) -f $(KAFKA_POM) dependency:copy-dependencies \
 		-DoutputDirectory=$(CURDIR)/$(JARS)/.new/kafka -DincludeScope=runtime
 	$(MVN) $(MVN_FLAGS) -f $(FLINK_POM) dependency:copy-dependencies \
 		-DoutputDirectory=$(CURDIR)/$(JARS)/.new/flink -DexcludeTransitive=true
-	pyflink=$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))'); \
-	javac --release 11 -nowarn -d $(JARS)/.new/classes \
-		-cp "$$pyflink/lib/*:$$(ls $$pyflink/opt/flink-python-*.jar)" $(TIMERS_SRC)
-	mkdir -p $(JARS)/.new/patches
-	jar cf $(JARS)/.new/patches/$(TIMERS_JAR) -C $(JARS)/.new/classes .
-	rm -rf $(JARS)/.new/classes
 	$(MVN) $(MVN_FLAGS) -f $(FEEDBACK_POM) dependency:copy-dependencies \
 		-DoutputDirectory=$(CURDIR)/$(JARS)/.new/feedback-deps -DincludeScope=runtime
 	pyflink=$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))'); \
@@ -83,7 +73,8 @@ $(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(FEEDBACK_POM) $(FEEDBA
 	mkdir -p $(JARS)/.new/jobs
 	jar cf $(JARS)/.new/jobs/$(FEEDBACK_JAR) -C $(JARS)/.new/classes .
 	rm -rf $(JARS)/.new/classes $(JARS)/.new/feedback-deps
-	for group in kafka flink patches jobs; do \
+	rm -rf $(JARS)/patches  # the keyed-timer patch jar of the Python-operator job, gone
+	for group in kafka flink jobs; do \
 		rm -rf $(JARS)/$$group.old; \
 		if [ -d $(JARS)/$$group ]; then mv $(JARS)/$$group $(JARS)/$$group.old; fi; \
 		mv $(JARS)/.new/$$group $(JARS)/$$group; \

@@ -7,43 +7,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.errors import BenchUsageError
-from bench.patches import PATCHES
 from bench.services import Services
 from jobs.config import JobConfig
-
-MODES = ("process", "thread")
 
 
 @dataclass(frozen=True)
 class JobVariant:
-    """How the job runs: execution mode, extra JobConfig fields, proposal patches, env."""
+    """How the job runs: extra JobConfig fields and environment variables."""
 
-    mode: str = "process"
     overrides: tuple[tuple[str, Any], ...] = ()
-    patches: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise BenchUsageError(f"--mode must be one of {MODES}, got {self.mode!r}")
-        unknown = [p for p in self.patches if p not in PATCHES]
-        if unknown:
-            raise BenchUsageError(f"unknown patch {unknown}; known: {sorted(PATCHES)}")
         fields = set(JobConfig.__dataclass_fields__)
         bad = [k for k, _ in self.overrides if k not in fields]
         if bad:
             raise BenchUsageError(f"unknown job setting {bad}; JobConfig fields: {sorted(fields)}")
-        if self.mode == "thread" and "thread_mode_sink_row" not in self.patches:
-            # The committed job cannot run in thread mode without it (see bench/patches.py).
-            object.__setattr__(self, "patches", (*self.patches, "thread_mode_sink_row"))
 
     @property
     def label(self) -> str:
-        parts = [f"{self.mode} mode"]
-        parts += [f"{k}={v}" for k, v in self.overrides]
-        parts += [f"patch:{p}" for p in self.patches]
+        parts = [f"{k}={v}" for k, v in self.overrides]
         parts += [f"env:{k}={v}" for k, v in self.env]
-        return ", ".join(parts)
+        return ", ".join(parts) or "defaults"
 
 
 def new_tag() -> str:
@@ -65,11 +50,11 @@ def job_fields(tag: str, serving: str, interactions: str, variant: JobVariant,
         "late_topic": f"bench.{tag}.late",
         "dead_letter_topic": f"bench.{tag}.dlq",
         "lineage_topic": f"bench.{tag}.lineage",
+        "feature_updates_topic": f"bench.{tag}.features",
         "group_id": f"bench-{tag}",
         "bounded": bounded,
         "startup": "earliest-offset",
         "run_id": f"bench-{tag}",
-        "python_execution_mode": variant.mode,
         "job_name": f"loopline-bench-{tag}",
     }
     fields.update(dict(variant.overrides))
@@ -79,7 +64,7 @@ def job_fields(tag: str, serving: str, interactions: str, variant: JobVariant,
 
 def output_topics(fields: dict[str, Any]) -> list[str]:
     return [fields[k] for k in ("labelled_topic", "unmatched_topic", "late_topic",
-                                "dead_letter_topic", "lineage_topic")]
+                                "dead_letter_topic", "lineage_topic", "feature_updates_topic")]
 
 
 def feast_fields(store: str, services: Services, project: str) -> dict[str, Any]:

@@ -114,8 +114,8 @@ REFERENCE_VARIANTS = (None, "process mode")  # the job as committed, default set
 
 
 def is_reference(doc: dict[str, Any]) -> bool:
-    """A full run of the committed code: not a smoke run, not a job variant (--set, --mode,
-    --patch, --python-workers), and with its baseline measured."""
+    """A full run of the committed code: not a smoke run, not a job variant (--set), and
+    with its baseline measured."""
     params = doc.get("parameters", {})
     return (not params.get("smoke")
             and params.get("job_variant") in REFERENCE_VARIANTS

@@ -57,14 +57,13 @@ def _root_cause(exc: BaseException) -> str:
 def run_flink(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the feedback job as `jobs.feedback.run.run(wait=False)` and watch it to the end."""
     t_process = float(spec["t_spawn"])
-    from bench import flink_rest, patches
+    from bench import flink_rest
     from feature_repo.store import FeastConfig
     from jobs.config import JobConfig
     from jobs.feedback.run import run
     from loopline.kafka import KafkaConfig
     from loopline.paths import load_paths
 
-    patches.apply(list(spec.get("patches", [])))
     job = JobConfig(**spec["job"])
     feast = FeastConfig(**spec["feast"])
     paths = load_paths()

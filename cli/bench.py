@@ -98,17 +98,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     data.add_argument("--reconcile", action="store_true",
                       help="throughput: recount the job's outputs after the run (slow)")
     job = parser.add_argument_group("job variant (throughput, freshness)")
-    job.add_argument("--mode", choices=("process", "thread"), default="process",
-                     help="python.execution-mode of the job (default process)")
     job.add_argument("--set", dest="settings", type=_setting, action="append", default=[],
                      metavar="FIELD=VALUE",
-                     help="a JobConfig field, e.g. python_bundle_time_ms=1000 (repeatable)")
-    job.add_argument("--patch", action="append", default=[], metavar="NAME",
-                     help="apply a proposed job change from bench/patches.py")
-    job.add_argument("--python-workers", choices=("loopback", "process"),
-                     help="mini-cluster only: one worker process per slot (process, "
-                          "Loopline's default) or threads in the client (loopback, PyFlink's "
-                          "own default)")
+                     help="a JobConfig field, e.g. online_flush_ms=500 (repeatable)")
     fresh = parser.add_argument_group("freshness")
     fresh.add_argument("--rates", type=_ints, help="events/s to produce (5000,20000)")
     fresh.add_argument("--warmup", type=float, default=20.0, help="seconds before measuring")
@@ -139,11 +131,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def _variant(args: argparse.Namespace) -> Any:
     from bench.jobspec import JobVariant
 
-    env: tuple[tuple[str, str], ...] = ()
-    if args.python_workers:
-        env = (("_python_worker_execution_mode", args.python_workers),)
-    return JobVariant(mode=args.mode, overrides=tuple(args.settings),
-                      patches=tuple(args.patch), env=env)
+    return JobVariant(overrides=tuple(args.settings))
 
 
 def _options(args: argparse.Namespace) -> Any:

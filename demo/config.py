@@ -47,8 +47,7 @@ class DemoConfig:
     # Attribution: DoWhy refuters cost a few seconds per version.
     refuters: bool = True
 
-    # The streaming job: Python worker mode and how long to wait for its final slices.
-    python_execution_mode: str = "process"
+    # The streaming job: how long to wait for its final slices.
     catch_up_timeout_s: float = 900.0
     progress: bool | None = None  # None: progress bars when stderr is a terminal
 
@@ -69,9 +68,6 @@ class DemoConfig:
                      "num_boost_round", "catch_up_timeout_s"):
             if not getattr(self, name) > 0:
                 raise DemoConfigError(f"demo.{name} must be positive, got {getattr(self, name)}")
-        if self.python_execution_mode not in ("process", "thread"):
-            raise DemoConfigError("demo.python_execution_mode must be process or thread, "
-                                  f"got {self.python_execution_mode!r}")
 
     @property
     def serving_temperature(self) -> float:

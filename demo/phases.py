@@ -146,8 +146,7 @@ class Loop:
         self.rollout = Rollout(self.registry)
         self.run_tag = self.world.run_tag  # request ids: stable for a seed and start day
         # topics: new for every run, so a rerun never reads an earlier run's events
-        self.job = stack.job_config(f"{self.run_tag}{uuid.uuid4().hex[:6]}",
-                                    cfg.python_execution_mode)
+        self.job = stack.job_config(f"{self.run_tag}{uuid.uuid4().hex[:6]}")
         self.streaming: stack.StreamingJob | None = None
         self.truth: Any = None
         self._closers: list[Callable[[], None]] = []

@@ -66,16 +66,17 @@ def ensure_kafka(kafka: KafkaConfig, services: ServicesConfig, base: PathsConfig
     return "started"
 
 
-def job_config(run_tag: str, execution_mode: str) -> JobConfig:
+def job_config(run_tag: str) -> JobConfig:
     """The feedback job on this run's own topics, read from the start, unbounded."""
     prefix = f"loopline.demo.{run_tag}"
     return load_job(
         serving_topic=f"{prefix}.serving", interactions_topic=f"{prefix}.interactions",
         labelled_topic=f"{prefix}.labelled", unmatched_topic=f"{prefix}.unmatched",
         late_topic=f"{prefix}.late", dead_letter_topic=f"{prefix}.dlq",
-        lineage_topic=f"{prefix}.lineage", group_id=f"loopline-demo-{run_tag}",
+        lineage_topic=f"{prefix}.lineage", feature_updates_topic=f"{prefix}.features",
+        group_id=f"loopline-demo-{run_tag}",
         startup="earliest-offset", bounded=False, run_id=f"demo-{run_tag}",
-        job_name="loopline-feedback-demo", python_execution_mode=execution_mode,
+        job_name="loopline-feedback-demo",
         idle_timeout_ms=IDLE_TIMEOUT_MS,
     )
 
@@ -170,7 +171,7 @@ def start_job(job: JobConfig, kafka: KafkaConfig, feast: FeastConfig,
 def complete_lineage(kafka: KafkaConfig, paths: PathsConfig, running: StreamingJob,
                      seconds: float, totals: dict[str, Any]) -> None:
     """The COMPLETE run event a background run never sends itself (with reconciled totals)."""
-    from jobs.feedback.functions import lineage_to_sink
+    from jobs.feedback.context import lineage_to_sink
     from jobs.transforms import lineage
     from schemas.producer import EventProducer
 

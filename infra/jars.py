@@ -44,12 +44,6 @@ def kafka_connector_jar(paths: PathsConfig) -> Path:
     return find_jar(paths, "flink", "flink-sql-connector-kafka")
 
 
-def timers_operator_jar(paths: PathsConfig) -> Path:
-    """Our keyed Python operator (jobs/feedback/checkpointed_timers.py), compiled by `make
-    jars`. Not in the cluster's lib/: it must be a job jar, loaded next to flink-python."""
-    return find_jar(paths, "patches", "loopline-flink-python-timers")
-
-
 def feedback_job_jar(paths: PathsConfig) -> Path:
     """The feedback job's JVM operators (jobs/feedback/jvm) with Avro and kafka-clients,
     compiled by `make jars` against the installed PyFlink's own Flink jars. A job jar."""

@@ -60,12 +60,10 @@ class JobConfig:
     # A final partition reaches the Python partition writer in chunks of this many rows.
     partition_chunk_rows: int = 50_000
 
-    # Runtime. Python state is read through an LRU cache in the Python worker; a miss is a
-    # blocking round trip to the JVM, so the cache should hold the hot keys of every operator.
-    python_state_cache_size: int = 200_000
-    python_bundle_size: int = 20_000
+    # Runtime. The one Python operator (the partition writer) sees one element per released
+    # chunk; a bundle bounds how long such an element may wait in it.
+    python_bundle_size: int = 1_000
     python_bundle_time_ms: int = 200
-    python_execution_mode: str = "process"
     parallelism: int = 1
     checkpoint_interval_ms: int = 10_000
     # Failure-rate restarts: up to restart_attempts restarts within any restart_window_ms; one

@@ -15,7 +15,7 @@ DEAD_LETTERS = "loopline.dlq"
 LINEAGE = "loopline.lineage"
 """LineageRecord run events (job, training)."""
 FEATURE_UPDATES = "loopline.features.updates"
-"""FeatureUpdate: newest feature values per entity, compacted; the Feast writer's input (job output)."""
+"""FeatureUpdate: newest feature values per entity (job output; the Feast writer's input)."""
 SCHEMAS = "loopline.schemas"
 """Compacted: every registered writer schema, keyed by fingerprint."""
 

@@ -288,7 +288,7 @@ def _measure(ctx: BenchContext, opts: Options, kind: str, store: str, rate: int
         topics += jobspec.output_topics(fields)
         ctx.services.create_topics(jobspec.output_topics(fields), 1)
         spec: dict[str, Any] = {
-            "job": fields, "feast": feast, "patches": list(opts.variant.patches),
+            "job": fields, "feast": feast,
             "env": dict(opts.variant.env), "poll_s": 2.0,
         }
     else:
@@ -405,7 +405,7 @@ def run(ctx: BenchContext, opts: Options) -> dict[str, Any]:
                 doc["figures"].append(results.figure(
                     f"delay {pct} at {rate:,}/s target "
                     f"({ours['produced_rate']:,.0f}/s produced), {store}", "s", a, b, False,
-                    ours_label=f"feedback job ({opts.variant.mode} mode)",
+                    ours_label=f"feedback job ({opts.variant.label})",
                     baseline_label="naive consumer loop + pandas",
                     target="p99 <= 1 s at 5,000/s" if pct == "p99" else None,
                     note="lower bound (probes still not visible at the end)" if bound else None,

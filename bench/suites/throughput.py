@@ -150,7 +150,6 @@ def _one_store(ctx: BenchContext, opts: Options, store: str, tag: str, serving: 
         "bootstrap_servers": ctx.services.kafka.bootstrap_servers,
         "expected_input": n,
         "reconcile": opts.reconcile,
-        "patches": list(opts.variant.patches),
         "env": dict(opts.variant.env),
     }
     job_out = ctx.run_child("flink", f"job-{store}", job_spec, timeout_s=opts.timeout_s)
@@ -195,7 +194,7 @@ def _per_cpu(out: dict[str, Any], n: int, component: str) -> float | None:
 def _figures(doc: dict[str, Any], store: str, detail: dict[str, Any], n: int,
              variant: JobVariant) -> None:
     job, base = detail["job"], detail.get("baseline", {})
-    label = f"feedback job ({variant.mode} mode)"
+    label = f"feedback job ({variant.label})"
     baseline_label = "naive consumer loop + pandas"
     common: dict[str, Any] = {"store": store, "events": n, "ours_label": label,
                               "baseline_label": baseline_label}

@@ -23,12 +23,12 @@ def flink_configuration(job: JobConfig, paths: PathsConfig, embedded: bool) -> C
         conf.set_string("pipeline.jars", jars.kafka_connector_jar(paths).as_uri())
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.client.executable", sys.executable)
-    # Bundle time bounds how long a record may wait inside a Python operator (freshness);
-    # bundle size and the state cache trade memory for fewer JVM round trips (throughput).
+    # Bundle time bounds how long a released chunk may wait inside the partition writer.
     conf.set_string("python.fn-execution.bundle.time", str(job.python_bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(job.python_bundle_size))
-    conf.set_string("python.state.cache-size", str(job.python_state_cache_size))
-    conf.set_string("python.execution-mode", job.python_execution_mode)
+    # Process mode: the partition writer runs in its own Python worker (thread mode, PEMJA,
+    # is not supported: it never imported here).
+    conf.set_string("python.execution-mode", "process")
     conf.set_string("execution.checkpointing.interval", f"{job.checkpoint_interval_ms} ms")
     conf.set_string("execution.checkpointing.dir", paths.checkpoints.resolve().as_uri())
     conf.set_string(
@@ -56,13 +56,12 @@ def create(
     job: JobConfig, paths: PathsConfig, embedded: bool = True
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     conf = flink_configuration(job, paths, embedded)
-    if embedded and job.python_execution_mode == "process":
+    if embedded:
         # PyFlink's default for a local mini-cluster ("loopback") runs the Python workers as
         # threads of this process: one GIL shared with the caller (the demo's serving, a
         # test), and each worker start overwrites os.environ with the gateway JVM's
         # environment. Separate worker processes, as on a cluster, use every core and leave
-        # the caller alone. (PyFlink reads this switch when the environment is created; an
-        # explicit setting, e.g. `loopline bench --python-workers loopback`, is kept.)
+        # the caller alone. (PyFlink reads this switch when the environment is created.)
         os.environ.setdefault("_python_worker_execution_mode", "process")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     # The job's JVM operators, shipped with the job in every mode. add_jars appends to

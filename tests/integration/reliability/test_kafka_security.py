@@ -23,7 +23,7 @@ from infra.flink_cluster import FlinkCluster
 from infra.kafka_broker import KafkaBroker, SaslPlain
 from infra.stack import Stack
 from jobs.feedback import pipeline
-from jobs.feedback.functions import RunContext
+from jobs.feedback.context import RunContext
 from jobs.reconcile import read_topic, reconcile
 from loopline.kafka import KafkaConfig, load_kafka
 from loopline.net import free_port

@@ -17,7 +17,7 @@ from attribution import report as attribution_report
 from bench.reliability.harness import create_topics
 from cli.main import main as loopline
 from jobs.feedback import run as job_run
-from jobs.feedback.functions import RunContext, lineage_to_sink
+from jobs.feedback.context import RunContext, lineage_to_sink
 from jobs.reconcile import read_topic
 from jobs.sinks.slice_log import purge_expired, write_partition
 from jobs.transforms import lineage, slices

@@ -27,7 +27,6 @@ def test_defaults_and_derived_settings() -> None:
     ({"users": 5}, "at least 20"),
     ({"scenario": "chaos"}, "scenario must be one of"),
     ({"control_share": 1.0}, "control_share"),
-    ({"python_execution_mode": "fork"}, "process or thread"),
 ])
 def test_bad_settings_say_what_was_expected(change: dict[str, object], message: str) -> None:
     with pytest.raises(DemoConfigError, match=message):

@@ -33,13 +33,12 @@ class PartitionWriter(MapFunction):
         self.files = group.counter("partition_files")
 
     def map(self, value: Any) -> Row:
-        dataset, partition, chunk, rows_json = value[0], value[1], value[2], value[4]
-        rows = json.loads(rows_json)
+        dataset, partition, chunk, lines = value[0], value[1], value[2], value[4]
         if dataset.startswith(FEATURE_LOG_PREFIX):
             event = self._feature_log(dataset.removeprefix(FEATURE_LOG_PREFIX), partition,
-                                      chunk, rows)
+                                      chunk, lines.encode())
         else:
-            event = self._slice(dataset, partition, rows)
+            event = self._slice(dataset, partition, [json.loads(r) for r in lines.split("\n")])
         self.files.inc()
         record = lineage_record(self.run, event)
         ts = None if record.timestamp_ms is None else Instant.of_epoch_milli(record.timestamp_ms)
@@ -61,10 +60,10 @@ class PartitionWriter(MapFunction):
                   for topic, ranges in slices.source_ranges(rows).items()]
         return self._event(inputs, [output])
 
-    def _feature_log(self, view: str, partition: str, chunk: int,
-                     rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def _feature_log(self, view: str, partition: str, chunk: int, ndjson: bytes
+                     ) -> dict[str, Any]:
         stats = feature_log.write_chunk(self.run.paths.features_offline, view, partition, chunk,
-                                        rows)
+                                        ndjson)
         output = lineage.dataset(f"file://{self.run.paths.features_offline}", view,
                                  partition=partition, **stats)
         return self._event([], [output])

@@ -67,12 +67,13 @@ public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, 
         String[] key = ctx.getCurrentKey().split("\\|", 2);
         int chunks = (all.size() + chunkRows - 1) / chunkRows;
         for (int c = 0; c < chunks; c++) {
-            StringBuilder json = new StringBuilder("[");
+            // Newline-delimited JSON: the writer parses it in C++ (Arrow) or line by line.
+            StringBuilder lines = new StringBuilder();
             for (int i = c * chunkRows; i < Math.min(all.size(), (c + 1) * chunkRows); i++) {
-                if (i > c * chunkRows) json.append(',');
-                json.append(all.get(i).getValue());
+                if (i > c * chunkRows) lines.append('\n');
+                lines.append(all.get(i).getValue());
             }
-            out.collect(Row.of(key[0], key[1], c, chunks, json.append(']').toString()));
+            out.collect(Row.of(key[0], key[1], c, chunks, lines.toString()));
         }
     }
 }

@@ -184,7 +184,8 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, P
             else json.put(e.getKey(), (String) v);
         }
         // Sorted by entity, then time (zero-padded so text order is time order).
-        String sortKey = entity + "\u0000" + String.format("%020d", t);
+        String time = Long.toString(t);
+        String sortKey = entity + "\u0000" + "0".repeat(Math.max(0, 20 - time.length())) + time;
         return new PartitionRow(Names.FEATURE_LOG_DATASET + "/" + view, t, settings.slicePartitionMs, 0L, sortKey,
                 json.done());
     }

@@ -20,6 +20,7 @@ from jobs.writer.loop import FeatureWriter
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # group chatter drowns our lines
     workdir = Path(argv[0])
     config, kafka, feast, paths = configs_of(json.loads((workdir / "spec.json").read_text()))
     stop, drain = threading.Event(), threading.Event()

@@ -123,6 +123,7 @@ class WriterProcess:
         if self.alive:
             self.process.kill()
             self.process.wait()
+        self._log.close()
 
     def _tail(self, lines: int = 5) -> str:
         try:

@@ -33,6 +33,10 @@ class WriterConfig:
     # committing, so a restart replays the batch; a bad record never gets this far.
     write_attempts: int = 3
     retry_backoff_ms: int = 500
+    # A member silent this long (between polls) leaves the group; also how long a rebalance
+    # waits for a member that died while joining. A batch takes seconds (bounded rows and
+    # write retries), so one minute is ample, and a restart after a crash waits at most that.
+    max_poll_interval_ms: int = 60_000
     # drain(): a partition that stays short of its end offset this long ends the drain.
     drain_idle_ms: int = 10_000
     # Unknown writer fingerprints are looked up in the schemas topic (a newer job's schema).
@@ -57,7 +61,8 @@ class WriterConfig:
             raise WriterConfigError("writer.auto_offset_reset must be earliest or latest, "
                                     f"got {self.auto_offset_reset!r}")
         for name in ("max_batch_rows", "max_batch_wait_ms", "poll_timeout_ms",
-                     "max_future_ms", "write_attempts", "drain_idle_ms"):
+                     "max_future_ms", "write_attempts", "drain_idle_ms",
+                     "max_poll_interval_ms"):
             if getattr(self, name) <= 0:
                 raise WriterConfigError(
                     f"writer.{name} must be positive, got {getattr(self, name)}")

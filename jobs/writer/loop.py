@@ -15,12 +15,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from feature_repo import names
-from feature_repo.store import FeastConfig, apply_definitions
+from feature_repo.store import FeastConfig, apply_definitions, registry_lock
 from jobs.errors import SinkError, WriterError
 from jobs.sinks.feast_writer import FeastWriter
 from jobs.transforms import lineage
@@ -47,6 +47,19 @@ BeforeCommit = Callable[[dict[int, int]], None]
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class _Joined(ConsumerRebalanceListener):
+    """Tells "not in the group yet" apart from "in the group, with no partitions"."""
+
+    def __init__(self) -> None:
+        self.joined = False
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.joined = True
 
 
 class FeatureWriter:
@@ -77,11 +90,16 @@ class FeatureWriter:
 
     def _ensure_views(self) -> None:
         """Register the feature views unless they already are (fresh home, standalone use)."""
+        store = self.sink.store
         try:
-            for view in names.FEATURES_BY_VIEW:
-                self.sink.store.get_feature_view(view)
+            with registry_lock(store):
+                for view in names.FEATURES_BY_VIEW:
+                    store.get_feature_view(view, allow_registry_cache=False)
         except Exception:  # Feast raises FeatureViewNotFoundException or registry errors
-            apply_definitions(self.sink.store)
+            apply_definitions(store)
+        # Writes look views up in Feast's cached registry (10 min TTL), which may predate an
+        # apply by another process; a stale cache fails them with a bare KeyError.
+        self._refresh_registry()
 
     # ---- consuming ---------------------------------------------------------------------
 
@@ -92,6 +110,7 @@ class FeatureWriter:
                 **self.kafka.client_kwargs(), group_id=cfg.group_id,
                 client_id=f"{cfg.job_name}-{self.run_id[:8]}", enable_auto_commit=False,
                 auto_offset_reset=cfg.auto_offset_reset, max_poll_records=cfg.max_batch_rows,
+                max_poll_interval_ms=cfg.max_poll_interval_ms,
                 # Large fetches: a backlog arrives in few round trips, batches fill at once.
                 fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
             )
@@ -163,8 +182,16 @@ class FeatureWriter:
                                         "not committed, a restart replays the batch)") from exc
                     log.warning("Feast write failed (attempt %d): %s", attempt, exc)
                     time.sleep(self.config.retry_backoff_ms * attempt / 1000)
+                    self._refresh_registry()
             written[view] = batch.view_stats(rows)
         return written
+
+    def _refresh_registry(self) -> None:
+        try:
+            with registry_lock(self.sink.store):
+                self.sink.store.refresh_registry()
+        except Exception as exc:  # the next attempt reports the store's state anyway
+            log.warning("refreshing the Feast registry failed: %s", exc)
 
     def _handle(self, consumer: KafkaConsumer, records: list[Any], tally: Tally) -> None:
         t0 = time.perf_counter()
@@ -248,7 +275,7 @@ class FeatureWriter:
             total = sum(max(0, ends[tp] - starts[tp]) for tp in partitions)
             if progress is not None:
                 progress(0, total)
-            complete = self._loop(consumer, tally, ends=ends, progress=progress, total=total)
+            complete = self._loop(consumer, tally, ends, None, progress, total)
         except KafkaError as exc:
             raise WriterError(f"draining {self.config.topic}: {exc}") from exc
         finally:
@@ -269,11 +296,12 @@ class FeatureWriter:
         complete = False
         try:
             self._partitions(consumer)
-            consumer.subscribe([self.config.topic])
+            joined = _Joined()
+            consumer.subscribe([self.config.topic], listener=joined)
             while not stop.is_set():
                 if drain is not None and drain.is_set():
                     ends = consumer.end_offsets(self._partitions(consumer))
-                    complete = self._loop(consumer, tally, ends=ends)
+                    complete = self._loop(consumer, tally, ends, joined)
                     break
                 records = self._next_batch(consumer, tally)
                 if records:
@@ -288,20 +316,27 @@ class FeatureWriter:
         return tally.freeze(time.perf_counter() - started, complete)
 
     def _loop(self, consumer: KafkaConsumer, tally: Tally, ends: dict[TopicPartition, int],
-              progress: Progress | None = None, total: int = 0) -> bool:
-        """Batches until every assigned partition reached `ends`; False if it went idle first."""
+              joined: _Joined | None, progress: Progress | None = None, total: int = 0) -> bool:
+        """Batches until every assigned partition reached `ends`; False if it went idle first.
+
+        `joined` (subscribed consumers): until the group has assigned partitions, "nothing
+        assigned" means "not joined yet", not "nothing to do".
+        """
         idle_since: float | None = None
         done = 0
         while True:
             behind = [tp for tp in consumer.assignment()
                       if tp in ends and consumer.position(tp) < ends[tp]]
-            if not behind:
+            if not behind and (joined is None or joined.joined):
                 return True
             records = self._next_batch(consumer, tally)
+            if not records and joined is not None and not joined.joined:
+                continue  # still joining (a dead member's session may have to expire first)
             if not records:
                 idle_since = idle_since or time.perf_counter()
                 if (time.perf_counter() - idle_since) * 1000 >= self.config.drain_idle_ms:
-                    log.warning("drain stopped short of the end offsets of %s", behind)
+                    log.warning("drain stopped short of the end offsets of %s",
+                                behind or "(no partitions assigned)")
                     return False
                 continue
             idle_since = None

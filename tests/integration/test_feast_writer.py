@@ -7,7 +7,11 @@ and newer versions have later event times, so the version a key serves shows who
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,6 +28,7 @@ from jobs.writer import FeatureWriter, WriterConfig, WriterProcess
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
 from schemas.codec import DEAD_LETTER, FEATURE_UPDATE, LINEAGE_RECORD, default_codec
+from tests.conftest import REPO_ROOT
 from tests.unit.jobs.writer.records import update
 
 pytestmark = pytest.mark.integration
@@ -272,3 +277,20 @@ def test_background_process_killed_and_restarted_ends_newest_wins(
     assert stats.complete and stats.dead_letters == 0
     assert_newest_served(feast, paths, events)
     assert committed(kafka, config) == end_offsets(kafka, config.topic)
+
+
+def test_cli_drain_writes_and_reports_stats(kafka: KafkaConfig, paths: PathsConfig,
+                                            config: WriterConfig) -> None:
+    events = versions(users=5, per_user=2, seed=6)
+    produce(kafka, config.topic, events)
+    env = {**os.environ, "LOOPLINE_PATHS_HOME": str(paths.home),
+           "LOOPLINE_WRITER_DEAD_LETTER_TOPIC": config.dead_letter_topic,
+           "LOOPLINE_WRITER_LINEAGE_TOPIC": config.lineage_topic}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "job", "write-features", "--drain",
+         "--topic", config.topic, "--group", config.group_id, "--store", "sqlite"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (stats["records_in"], stats["rows_total"], stats["complete"]) == (10, 5, True)
+    assert_newest_served(FeastConfig(), paths, events)

@@ -48,6 +48,7 @@ def run_naive_writer(spec: dict[str, Any]) -> dict[str, Any]:
     consumer = KafkaConsumer(
         spec["topic"], **kafka.client_kwargs(), group_id=spec["group_id"],
         auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=batch,
+        check_crcs=False,  # as the writer's default: compare the loops, not CRC checking
         fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
     consumed = written = batches = 0
     t_call = time.time()

@@ -110,7 +110,7 @@ class FeatureWriter:
                 **self.kafka.client_kwargs(), group_id=cfg.group_id,
                 client_id=f"{cfg.job_name}-{self.run_id[:8]}", enable_auto_commit=False,
                 auto_offset_reset=cfg.auto_offset_reset, max_poll_records=cfg.max_batch_rows,
-                max_poll_interval_ms=cfg.max_poll_interval_ms,
+                max_poll_interval_ms=cfg.max_poll_interval_ms, check_crcs=cfg.check_crcs,
                 # Large fetches: a backlog arrives in few round trips, batches fill at once.
                 fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
             )

@@ -88,7 +88,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     env.add_argument("--profile", type=Path, metavar="DIR",
                      help="record py-spy profiles (raw, GIL-holding samples) of measured children")
     data = parser.add_argument_group("data and stores")
-    data.add_argument("--events", type=int, help="throughput: events to pre-load (2,000,000)")
+    data.add_argument("--events", type=int,
+                      help="throughput: events to pre-load (100,000: the default run, job + "
+                           "both baselines on both stores, stays within ~5 minutes); writer: "
+                           "updates (100,000)")
     data.add_argument("--store", action="append", choices=("sqlite", "redis"),
                       help="online store(s) to measure (repeatable; default: both, "
                            "freshness: sqlite)")
@@ -161,7 +164,7 @@ def _options(args: argparse.Namespace) -> Any:
         from bench.suites import throughput
 
         return throughput.Options(
-            events=args.events or 2_000_000, stores=stores or throughput.STORES,
+            events=args.events or throughput.DEFAULT_EVENTS, stores=stores or throughput.STORES,
             variant=_variant(args), baseline=not args.no_baseline, verify=not args.no_verify,
             baselines=tuple(dict.fromkeys(args.baselines)) if args.baselines
             else throughput.BASELINES,

@@ -70,8 +70,10 @@ def load(kafka: Any, topic: str, updates: int, entities: int, seed: int = 7) -> 
     producer = KafkaProducer(**producer_settings(kafka))
     started = time.perf_counter()
     views = (names.USER_ACTIVITY, names.ITEM_PERFORMANCE)
+    drawn: set[int] = set()
     for i in range(updates):
         k = rng.randrange(entities)
+        drawn.add(k)
         view = views[k % 2]
         event = {"view": view, "entity_id": f"e{k}", "event_time": t0 + i,
                  "values": _values(view, i), "job_run_id": "bench"}
@@ -79,7 +81,7 @@ def load(kafka: Any, topic: str, updates: int, entities: int, seed: int = 7) -> 
                       key=f"{view}:e{k}".encode(), timestamp_ms=t0 + i)
     producer.flush()
     producer.close()
-    return {"records": updates, "entities": entities,
+    return {"records": updates, "entities": entities, "distinct_entities": len(drawn),
             "seconds": round(time.perf_counter() - started, 2)}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,8 +116,11 @@ class WriterProcess:
         finally:
             self._log.close()
         if code != 0 or not self.stats_path.exists():
-            raise WriterError(f"the writer process failed (exit {code}): {self._tail()}")
-        return WriterStats.from_dict(json.loads(self.stats_path.read_text()))
+            raise WriterError(f"the writer process failed (exit {code}, log {self.log_path}): "
+                              f"{self._tail()}")
+        stats = WriterStats.from_dict(json.loads(self.stats_path.read_text()))
+        shutil.rmtree(self.workdir, ignore_errors=True)  # kept only when something failed
+        return stats
 
     def kill(self) -> None:
         """SIGKILL: what a crash looks like; a restart replays from the last commit."""

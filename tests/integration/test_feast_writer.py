@@ -294,3 +294,19 @@ def test_cli_drain_writes_and_reports_stats(kafka: KafkaConfig, paths: PathsConf
     stats = json.loads(done.stdout.strip().splitlines()[-1])
     assert (stats["records_in"], stats["rows_total"], stats["complete"]) == (10, 5, True)
     assert_newest_served(FeastConfig(), paths, events)
+
+
+def test_background_process_stops_on_sigterm_after_committing_its_batches(
+        kafka: KafkaConfig, paths: PathsConfig, config: WriterConfig) -> None:
+    feast = FeastConfig()
+    events = versions(users=5, per_user=2, seed=7)
+    child = WriterProcess.start(config, kafka, feast, paths)
+    produce(kafka, config.topic, events)
+    ends = end_offsets(kafka, config.topic)
+    deadline = time.monotonic() + 120
+    while committed(kafka, config) != ends:  # written and committed as they arrive
+        assert time.monotonic() < deadline, "updates not committed within 120 s"
+        time.sleep(0.2)
+    stats = child.stop(drain=False)  # SIGTERM: finish the batch in hand, commit, exit 0
+    assert stats.complete and stats.records_in == 10 and not child.alive
+    assert_newest_served(feast, paths, events)

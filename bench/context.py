@@ -18,6 +18,8 @@ from bench.memory import MemorySampler
 from bench.services import Services
 from bench.worker import REPO_ROOT, python_path
 
+OURS = ("flink", "writer")  # child kinds measured as "job"; every other kind is a baseline
+
 
 @dataclass
 class BenchContext:
@@ -66,7 +68,7 @@ class BenchContext:
             for service, pid in self.services.pids.items():
                 memory.watch(service, pid)
             proc, out_path, log_path = self.spawn(kind, name, spec)
-            memory.watch("job" if kind == "flink" else "baseline", proc.pid)
+            memory.watch("job" if kind in OURS else "baseline", proc.pid)
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired as exc:

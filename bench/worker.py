@@ -163,17 +163,37 @@ def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
     return naive.run_from_spec(spec)
 
 
+def run_naive_equal(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench import naive_equal
+
+    return naive_equal.run_from_spec(spec)
+
+
 def run_serving(spec: dict[str, Any]) -> dict[str, Any]:
     from bench import serving_child
 
     return serving_child.run_from_spec(spec)
 
 
+def run_writer(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench import writer_child
+
+    return writer_child.run_writer(spec)
+
+
+def run_naive_writer(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench import writer_child
+
+    return writer_child.run_naive_writer(spec)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     kind, spec_path, out_path = args
     spec = json.loads(Path(spec_path).read_text())
-    runner = {"flink": run_flink, "naive": run_naive, "serving": run_serving}[kind]
+    runner = {"flink": run_flink, "naive": run_naive, "naive_equal": run_naive_equal,
+              "serving": run_serving,
+              "writer": run_writer, "naive_writer": run_naive_writer}[kind]
     out = runner(spec)
     Path(out_path).write_text(json.dumps(out, default=str))
     return 0

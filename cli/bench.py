@@ -1,6 +1,6 @@
 """`loopline bench SUITE`: measure a suite beside its baseline, print both, write JSON.
 
-Suites: throughput, freshness, lookup, attribution, soak; `table` prints (or writes into
+Suites: throughput, freshness, lookup, attribution, soak, writer; `table` prints (or writes into
 bench/README.md) the latest figures of each suite. See bench/README.md.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from loopline.errors import LooplineError
 
-SUITES = ("throughput", "freshness", "lookup", "attribution", "soak")
+SUITES = ("throughput", "freshness", "lookup", "attribution", "soak", "writer")
 
 
 class BenchArgumentError(LooplineError):
@@ -57,7 +57,7 @@ def _setting(text: str) -> tuple[str, Any]:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "bench",
-        help="benchmarks: throughput, freshness, lookup, attribution, soak (each beside a "
+        help="benchmarks: throughput, freshness, lookup, attribution, soak, writer (each beside a "
              "baseline)",
         description=(
             "Run a benchmark suite and its baseline in the same run, print them side by side "
@@ -88,11 +88,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     env.add_argument("--profile", type=Path, metavar="DIR",
                      help="record py-spy profiles (raw, GIL-holding samples) of measured children")
     data = parser.add_argument_group("data and stores")
-    data.add_argument("--events", type=int, help="throughput: events to pre-load (2,000,000)")
+    data.add_argument("--events", type=int,
+                      help="throughput: events to pre-load (100,000: the default run, job + "
+                           "both baselines on both stores, stays within ~5 minutes); writer: "
+                           "updates (100,000)")
     data.add_argument("--store", action="append", choices=("sqlite", "redis"),
                       help="online store(s) to measure (repeatable; default: both, "
                            "freshness: sqlite)")
     data.add_argument("--no-baseline", action="store_true", help="skip the baseline runs")
+    data.add_argument("--baseline", dest="baselines", action="append",
+                      choices=("features", "equal-work"),
+                      help="throughput: which baseline(s) to run (repeatable; default both): "
+                           "features = the naive loop computing the features only; "
+                           "equal-work = the same loop + label join, slices and Kafka outputs")
     data.add_argument("--no-verify", action="store_true",
                       help="throughput: skip comparing job and baseline features")
     data.add_argument("--reconcile", action="store_true",
@@ -122,6 +130,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     soak.add_argument("--kills", type=int, default=10, help="TaskManager kills (10)")
     soak.add_argument("--slates", type=int, default=6_000,
                       help="served slates in the stream (6000; about 1.7 events each)")
+    writer = parser.add_argument_group("writer (FeatureUpdate topic → Feast through jobs/writer)")
+    writer.add_argument("--writer-entities", type=int, default=50_000,
+                        help="distinct entities the updates are drawn from (50000; --events "
+                             "sets the updates, default 100000)")
     parser.add_argument("--smoke", action="store_true",
                         help="mark the result as a smoke run (left out of the README table)")
     parser.set_defaults(func=handle)
@@ -140,8 +152,10 @@ def _options(args: argparse.Namespace) -> Any:
         from bench.suites import throughput
 
         return throughput.Options(
-            events=args.events or 2_000_000, stores=stores or throughput.STORES,
+            events=args.events or throughput.DEFAULT_EVENTS, stores=stores or throughput.STORES,
             variant=_variant(args), baseline=not args.no_baseline, verify=not args.no_verify,
+            baselines=tuple(dict.fromkeys(args.baselines)) if args.baselines
+            else throughput.BASELINES,
             reconcile=args.reconcile, smoke=args.smoke)
     if args.suite == "freshness":
         from bench.suites import freshness
@@ -157,6 +171,12 @@ def _options(args: argparse.Namespace) -> Any:
             stores=stores or lookup.STORES, entities=args.entities, requests=args.requests,
             serving=not args.no_serving, serving_requests=args.serving_requests,
             smoke=args.smoke)
+    if args.suite == "writer":
+        from bench.suites import writer
+
+        return writer.Options(updates=args.events or 100_000, entities=args.writer_entities,
+                              stores=stores or writer.STORES, baseline=not args.no_baseline,
+                              smoke=args.smoke)
     if args.suite == "soak":
         from bench.suites import soak
 
@@ -227,6 +247,7 @@ def handle(args: argparse.Namespace) -> int:
         "lookup": (bool(getattr(opts, "serving", False)), "redis" in stores, False),
         "attribution": (False, False, False),
         "soak": (True, False, True),
+        "writer": (True, "redis" in stores, False),
     }[args.suite]
     # A terminated run (timeout, kill) still stops the services it started: SystemExit runs
     # the finally blocks below, where a default SIGTERM would leave a broker behind.

@@ -112,6 +112,64 @@ def _purge_slices(args: argparse.Namespace) -> int:
     return 0
 
 
+WRITE_FEATURES_HELP = """Write feature updates from Kafka into the Feast online store.
+
+The feedback job publishes compacted online feature updates (FeatureUpdate records, newest
+values per entity) to a Kafka topic; this writer reads them in batches, keeps the newest
+update per entity, writes Feast, and only then commits its consumer group's offsets, so a
+crash replays a batch instead of losing it (the online store keeps the newest event time per
+key, which makes replays harmless). Records that do not decode or break the contract go to
+the dead-letter topic with the reason and their topic/partition/offset.
+
+Without --drain it runs until interrupted (Ctrl-C or SIGTERM finishes the batch in hand).
+With --drain it writes what the topic holds now and exits, printing its stats as JSON.
+Settings: [writer] in loopline.toml or LOOPLINE_WRITER_* (batch rows, batch wait, poll
+timeout, dead-letter and lineage topics); [feast] and [kafka] as for `loopline job run`."""
+
+
+def _write_features(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+    import threading
+
+    from feature_repo.store import load_feast
+    from jobs.writer import FeatureWriter, load_writer
+    from loopline.kafka import load_kafka
+    from loopline.paths import load_paths
+
+    config = load_writer(topic=args.topic, group_id=args.group)
+    feast = load_feast(online_store=args.store)
+    with FeatureWriter(config, load_kafka(), feast, load_paths()) as writer:
+        if args.drain:
+            stats = writer.drain(progress=_progress_line(sys.stderr))
+        else:
+            stop = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop.set())
+            print(f"writing {config.topic} → Feast ({feast.online_store}) as group "
+                  f"{config.group_id}; Ctrl-C to stop", file=sys.stderr)
+            stats = writer.run(stop)
+    print(json.dumps(stats.as_dict()))
+    return 0 if stats.complete else 1
+
+
+def _progress_line(stream: Any) -> Any:
+    """progress(done, total) → one self-overwriting line on a terminal, else nothing."""
+    if not stream.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total if total else width
+        share = f"{100 * done / total:5.1f}%" if total else "  -  "
+        end = "\n" if done >= total else ""
+        stream.write(f"\rwrite-features [{'#' * filled}{'.' * (width - filled)}] {share} "
+                     f"{done:,}/{total:,} records{end}")
+        stream.flush()
+
+    return show
+
+
 def register(subparsers: Any) -> None:
     job = subparsers.add_parser("job", help="run or audit the feedback job locally",
                                 description="Run the feedback job in the embedded Flink "
@@ -138,6 +196,19 @@ def register(subparsers: Any) -> None:
     purge.add_argument("--days", type=float, help="retention in days")
     purge.add_argument("--dry-run", action="store_true", help="list, do not delete")
     purge.set_defaults(func=_purge_slices)
+    write = actions.add_parser(
+        "write-features", help="write the job's feature updates from Kafka into Feast",
+        description=WRITE_FEATURES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    write.add_argument("--drain", action="store_true",
+                       help="write what the topic holds now, then exit (after a bounded run)")
+    write.add_argument("--group", metavar="G",
+                       help="consumer group: its committed offsets say what this store already "
+                            "holds (default: [writer] group_id, loopline-feast-writer)")
+    write.add_argument("--topic", metavar="T",
+                       help="feature-updates topic (default: loopline.features.updates)")
+    write.add_argument("--store", choices=("sqlite", "redis"),
+                       help="Feast online store (default: [feast] online_store, sqlite)")
+    write.set_defaults(func=_write_features)
 
     submit = subparsers.add_parser("submit", help="submit the feedback job to a Flink cluster",
                                    description=SUBMIT_HELP,

@@ -6,6 +6,9 @@ The same definitions serve both stores: [feast] online_store = "sqlite" (embedde
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +84,24 @@ def feature_store(
     return store
 
 
+@contextmanager
+def registry_lock(store: FeatureStore) -> Iterator[None]:
+    """Exclusive use of the store's file registry, across threads and processes.
+
+    Feast rewrites registry.db in place on apply: another apply at the same moment (two
+    writers starting on a fresh home) interleaves with it, and a read during it fails with
+    "Error parsing message with type 'feast.core.Registry'". Not reentrant.
+    """
+    lock_path = Path(str(store.config.registry.path)).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def apply_definitions(store: FeatureStore, paths: PathsConfig) -> None:
     """Register entities, views and services (idempotent) and create online tables.
 
@@ -94,14 +115,15 @@ def apply_definitions(store: FeatureStore, paths: PathsConfig) -> None:
         source.file_options.uri = str(paths.features_offline / view)
         Path(source.path).mkdir(parents=True, exist_ok=True)
 
-    store.apply(
-        [
-            definitions.user,
-            definitions.item,
-            definitions.user_activity_source,
-            definitions.item_performance_source,
-            definitions.user_activity,
-            definitions.item_performance,
-            definitions.ranker_v1,
-        ]
-    )
+    with registry_lock(store):
+        store.apply(
+            [
+                definitions.user,
+                definitions.item,
+                definitions.user_activity_source,
+                definitions.item_performance_source,
+                definitions.user_activity,
+                definitions.item_performance,
+                definitions.ranker_v1,
+            ]
+        )

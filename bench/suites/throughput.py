@@ -21,15 +21,27 @@ from bench.errors import BenchRunError, BenchUsageError
 from bench.jobspec import JobVariant
 
 STORES = ("sqlite", "redis")
+# Baselines, each in a child of its own: "features" = bench/naive.py (features only, strictly
+# less work than the job); "equal-work" = bench/naive_equal.py (+ decode/validate, lateness,
+# label join, Kafka outputs, dead letters and slices: the job's work, so ratios compare like
+# with like).
+BASELINES = ("features", "equal-work")
 TARGET_RATE = ">= 50,000 events/s end to end, >= 5x baseline"
+
+
+# The default run (the job and both baselines, each on both stores, fresh processes) has to
+# finish in about 5 minutes on the 2-core machine: the equal-work baseline measured ~660
+# events/s under load 11 (100 K events, 2026-11-29); pass --events for longer runs.
+DEFAULT_EVENTS = 100_000
 
 
 @dataclass(frozen=True)
 class Options:
-    events: int = 2_000_000
+    events: int = DEFAULT_EVENTS
     stores: tuple[str, ...] = STORES
     variant: JobVariant = field(default_factory=JobVariant)
     baseline: bool = True
+    baselines: tuple[str, ...] = BASELINES
     verify: bool = True
     reconcile: bool = False  # recount the job's outputs (slow at millions of events)
     shards: int = 2
@@ -43,6 +55,9 @@ class Options:
         bad = [s for s in self.stores if s not in STORES]
         if bad or not self.stores:
             raise BenchUsageError(f"--store must be among {STORES}, got {list(self.stores)}")
+        if not self.baselines or any(b not in BASELINES for b in self.baselines):
+            raise BenchUsageError(f"--baseline must be among {BASELINES}, "
+                                  f"got {list(self.baselines)}")
 
 
 def _first_activity(out: dict[str, Any]) -> float | None:
@@ -94,6 +109,7 @@ def run(ctx: BenchContext, opts: Options) -> dict[str, Any]:
     doc = results.new_document("throughput", {
         "events": opts.events, "stores": list(opts.stores), "job_variant": variant.label,
         "baseline": "kafka-python consumer loop → pandas windows → write_to_online_store",
+        "baselines": list(opts.baselines) if opts.baseline else [],
         "shards_partitions": opts.shards, "simulated_days": opts.days, "smoke": opts.smoke,
     })
     spec = events.EventSet(opts.events, shards=opts.shards, days=opts.days)
@@ -128,8 +144,11 @@ def run(ctx: BenchContext, opts: Options) -> dict[str, Any]:
         f"{opts.shards} partitions per input topic",
         f"job: {variant.label}; parallelism "
         f"{dict(variant.overrides).get('parallelism', 1)}; a fresh JVM per run",
-        "baseline does strictly less: no label join, dedup, lateness, dead letters, slices, "
-        "lineage, checkpoints or decay re-emits",
+        "features baseline does strictly less: no label join, dedup, lateness, dead letters, "
+        "slices, lineage, checkpoints or decay re-emits",
+        "equal-work baseline adds the job's decode/validate, lateness, label join (the job's "
+        "pure LabelJoin), Kafka outputs, dead letters and slice partitions; still no "
+        "checkpoints, lineage, offline feature log or decay re-emits",
         "sustained excludes start-up (JVM, submission); end-to-end includes it",
     ]
     return results.finish(doc)
@@ -158,6 +177,11 @@ def _one_store(ctx: BenchContext, opts: Options, store: str, tag: str, serving: 
         detail["job"]["failed"] = True
     if not opts.baseline:
         return detail
+    if "equal-work" in opts.baselines:
+        detail["baseline_equal_work"] = _equal_work(ctx, opts, store, run_tag, serving,
+                                                    interactions, n, topics_made)
+    if "features" not in opts.baselines:
+        return detail
     naive_project = f"bench_{run_tag}_naive"
     naive_spec = {
         "feast": jobspec.feast_fields(store, ctx.services, naive_project),
@@ -170,6 +194,24 @@ def _one_store(ctx: BenchContext, opts: Options, store: str, tag: str, serving: 
     if entities is not None and job_out.get("status") == "FINISHED":
         detail["feature_check"] = _check(ctx, store, job_project, naive_project, entities)
     return detail
+
+
+def _equal_work(ctx: BenchContext, opts: Options, store: str, run_tag: str, serving: str,
+                interactions: str, n: int, topics_made: list[str]) -> dict[str, Any]:
+    """The equal-work baseline on the same input, with output topics of its own."""
+    prefix = f"bench.{run_tag}.eq"
+    outputs = {f"{k}_topic": f"{prefix}.{k}" for k in ("labelled", "unmatched", "late",
+                                                       "dead_letter")}
+    ctx.services.create_topics(outputs.values(), 1)
+    topics_made += outputs.values()
+    spec = {
+        "feast": jobspec.feast_fields(store, ctx.services, f"bench_{run_tag}_equal"),
+        "bootstrap_servers": ctx.services.kafka.bootstrap_servers,
+        "serving_topic": serving, "interactions_topic": interactions, **outputs,
+        "group_id": f"bench-{run_tag}-equal", "expected_input": n,
+    }
+    out = ctx.run_child("naive_equal", f"equal-{store}", spec, timeout_s=opts.timeout_s)
+    return {**_trim(out), **rates(out, n)}
 
 
 def _check(ctx: BenchContext, store: str, job_project: str, naive_project: str,
@@ -198,6 +240,19 @@ def _figures(doc: dict[str, Any], store: str, detail: dict[str, Any], n: int,
     baseline_label = "naive consumer loop + pandas"
     common: dict[str, Any] = {"store": store, "events": n, "ours_label": label,
                               "baseline_label": baseline_label}
+    equal = detail.get("baseline_equal_work")
+    if equal is not None:
+        eq_common = {**common, "baseline_label": "naive loop, equal work (join, slices, "
+                                                  "outputs)"}
+        doc["figures"] += [
+            results.figure(f"sustained events/s vs equal work, {store}", "events/s",
+                           job.get("sustained_events_per_s"),
+                           equal.get("sustained_events_per_s"), True,
+                           target=">= 2x equal-work baseline", **eq_common),
+            results.figure(f"events per CPU-second vs equal work, {store}", "events/cpu-s",
+                           _per_cpu(job, n, "job"), _per_cpu(equal, n, "baseline"), True,
+                           **eq_common),
+        ]
     doc["figures"] += [
         results.figure(f"sustained events/s, {store}", "events/s",
                        job.get("sustained_events_per_s"), base.get("sustained_events_per_s"),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -13,6 +14,17 @@ from feature_repo.store import FeastConfig, feature_store
 from jobs.errors import SinkError
 from jobs.transforms.records import FeatureRow
 from loopline.paths import PathsConfig
+
+
+class OnlineRow(Protocol):
+    """What a frame is built from: FeatureRow (the job) and the writer's Update both fit."""
+
+    @property
+    def entity_id(self) -> str: ...
+    @property
+    def event_ms(self) -> int: ...
+    @property
+    def values(self) -> dict[str, Any]: ...
 
 
 class FeastWriter:
@@ -28,7 +40,7 @@ class FeastWriter:
         self._seq = itertools.count()
 
     @staticmethod
-    def frame(view: str, rows: list[FeatureRow]) -> pd.DataFrame:
+    def frame(view: str, rows: Sequence[OnlineRow]) -> pd.DataFrame:
         key = names.KEY_BY_VIEW[view]
         frame = pd.DataFrame([r.values for r in rows], columns=list(names.FEATURES_BY_VIEW[view]))
         frame.insert(0, key, [r.entity_id for r in rows])
@@ -48,13 +60,7 @@ class FeastWriter:
         stats: dict[str, dict[str, Any]] = {}
         for view, view_rows in _by_view(rows).items():
             frame = self.frame(view, view_rows)
-            try:
-                self.store.write_to_online_store(view, frame)
-            except Exception as exc:  # Feast/Redis/SQLite raise many types; name the sink
-                raise SinkError(
-                    f"Feast online store: writing {len(frame)} rows of {view} failed: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+            self.write_online(view, frame)
             stats[view] = {
                 "rows": len(frame),
                 "event_time_min": min(r.event_ms for r in view_rows),
@@ -64,6 +70,17 @@ class FeastWriter:
             for view, view_rows in _by_view(rows if history is None else history).items():
                 self._log_offline(view, self.frame(view, view_rows))
         return stats
+
+    def write_online(self, view: str, frame: pd.DataFrame) -> None:
+        """One view's frame into the online store only (the Feast writer process: there the
+        job keeps the offline log itself, in event-time order)."""
+        try:
+            self.store.write_to_online_store(view, frame)
+        except Exception as exc:  # Feast/Redis/SQLite raise many types; name the sink
+            raise SinkError(
+                f"Feast online store: writing {len(frame)} rows of {view} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def _log_offline(self, view: str, frame: pd.DataFrame) -> None:
         directory = Path(self.paths.features_offline) / view

@@ -107,3 +107,18 @@ def test_soak_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert kills["exact"] and baseline["exact"], doc["details"]
     assert 1 <= kills["restarts"] <= 2 and baseline["restarts"] == 0
     assert len(kills["kills"]) == 1 and kills["kills"][0]["killed_pids"] >= 2
+
+
+def test_writer_smoke(kafka: KafkaConfig, redis: RedisEndpoint, tmp_path: Path,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _bench(capsys, tmp_path, "writer", "--events", "400", "--writer-entities", "100",
+                 *_endpoints(kafka, redis))
+    _check_figures(doc, [f"writer updates/s, {s}" for s in ("sqlite", "redis")])
+    for store in ("sqlite", "redis"):
+        detail = doc["details"][store]
+        assert detail["writer"]["records_in"] == detail["baseline"]["records_in"] == 400
+        # 400 updates drawn over 100 entities: one row per entity per batch (one batch
+        # unless polls split it), where the baseline writes every update.
+        ours, distinct = detail["writer"], doc["details"]["input"]["distinct_entities"]
+        assert distinct <= ours["rows_total"] <= distinct * ours["batches"]
+        assert distinct < 400 == detail["baseline"]["rows_total"]

@@ -41,8 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     from loopline.paths import load_paths
 
     feast = load_feast(online_store=args.store)
-    result = run(load_job(**_job_overrides(args)), load_kafka(), feast, load_paths(),
-                 wait=not args.detached)
+    result = run(load_job(**_job_overrides(args)), load_kafka(), feast, load_paths())
     print(json.dumps({"run_id": result.run_id, "job_id": result.job_id,
                       "seconds": round(result.seconds, 2)}))
     return 0
@@ -181,7 +180,6 @@ def register(subparsers: Any) -> None:
     _add_job_options(run_p)
     run_p.add_argument("--store", choices=("sqlite", "redis"),
                        help="Feast online store (default: [feast] online_store, sqlite)")
-    run_p.add_argument("--detached", action="store_true", help="submit and return at once")
     run_p.set_defaults(func=_run)
     rec = actions.add_parser("reconcile", help="check input = joined + unmatched + late + DLQ",
                              description="Count the job's durable outputs (deduplicated by "

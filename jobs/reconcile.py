@@ -79,7 +79,13 @@ def _distinct_keys(records: list[Any]) -> int:
     return len({r.key for r in records})
 
 
+def _source_topic(key: bytes | None) -> str:
+    """Dead letters are keyed topic/partition/offset of the record they set aside."""
+    return (key or b"").decode(errors="replace").rsplit("/", 2)[0]
+
+
 def reconcile(kafka: KafkaConfig, job: JobConfig) -> Reconciliation:
+    inputs = (job.serving_topic, job.interactions_topic)
     codec = default_codec()
     labelled: dict[bytes, dict[str, Any]] = {}
     for record in read_topic(kafka, job.labelled_topic):
@@ -90,5 +96,8 @@ def reconcile(kafka: KafkaConfig, job: JobConfig) -> Reconciliation:
         joined_interactions=sum(row["interaction_count"] for row in labelled.values()),
         unmatched=_distinct_keys(read_topic(kafka, job.unmatched_topic)),
         late=_distinct_keys(read_topic(kafka, job.late_topic)),
-        dead_lettered=_distinct_keys(read_topic(kafka, job.dead_letter_topic)),
+        # The Feast writer's dead letters (should there be any) name the updates topic: they
+        # are not inputs of the job and do not count here.
+        dead_lettered=_distinct_keys([r for r in read_topic(kafka, job.dead_letter_topic)
+                                      if _source_topic(r.key) in inputs]),
     )

@@ -3,6 +3,11 @@
 `python -m jobs.feedback.run` (or `flink run -py jobs/feedback/run.py`) builds the pipeline,
 announces the run on the lineage topic (START), executes, and on a bounded run reports the
 outcome (COMPLETE/FAIL); a bounded COMPLETE carries the reconciled totals of its topics.
+
+The job writes online feature updates to Kafka; the Feast writer (jobs/writer) applies them.
+A bounded run drains the writer after the job; an embedded unbounded run starts it as a
+child process beside the job (RunResult.writer; stop it after the job). On a cluster, an
+unbounded job's writer is a deployment of its own: `loopline job write-features`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from jobs.feedback import environment, pipeline
 from jobs.feedback.context import RunContext, lineage_to_sink
 from jobs.reconcile import reconcile
 from jobs.transforms import lineage
+from jobs.writer import FeatureWriter, WriterConfig, WriterProcess, WriterStats, load_writer
 from loopline.kafka import KafkaConfig, load_kafka
 from loopline.paths import PathsConfig, load_paths
 from loopline.privacy import load_privacy, pseudonymiser
@@ -42,6 +48,16 @@ class RunResult:
     seconds: float
     counters: dict[str, int]
     client: Any = None  # the JobClient of a run started with wait=False (cancel() stops it)
+    writer: WriterProcess | None = None  # the Feast writer beside a wait=False embedded run
+    writer_stats: WriterStats | None = None  # what a bounded run's writer drain wrote
+
+
+def writer_config(job: JobConfig, feast: FeastConfig, run_id: str) -> WriterConfig:
+    """The Feast writer of this job: its updates topic, one consumer group per store."""
+    return load_writer(topic=job.feature_updates_topic,
+                       group_id=f"{job.group_id}-feast-{feast.online_store}",
+                       dead_letter_topic=job.dead_letter_topic,
+                       lineage_topic=job.lineage_topic, run_id=run_id)
 
 
 def stop_with_drain(client: Any, savepoint_dir: str) -> str:
@@ -101,12 +117,22 @@ def run(
         ),
     )
     started = time.time()
+    writer = writer_config(job, feast, run_id)
+    # An unbounded embedded job writes Feast through a writer beside it for as long as it
+    # runs; a bounded one drains the writer once its updates are all in Kafka.
+    background = (WriterProcess.start(writer, kafka, feast, paths)
+                  if embedded and not job.bounded else None)
     if not wait:
         client = env.execute_async(job.job_name)
-        return RunResult(run_id, str(client.get_job_id()), 0.0, {}, client)
+        return RunResult(run_id, str(client.get_job_id()), 0.0, {}, client, background)
     try:
         result = env.execute(job.job_name)
-    except Exception as exc:
+    except BaseException as exc:
+        if background is not None:
+            background.stop(drain=False)
+        if not isinstance(exc, Exception):
+            raise  # Ctrl-C: the writer committed what it wrote; nothing failed
+
         _send_lineage(
             kafka,
             context,
@@ -120,6 +146,12 @@ def run(
             ),
         )
         raise JobError(f"feedback job {run_id} failed: {exc}") from exc
+    # The job's online updates are all in Kafka now: write them into Feast before COMPLETE.
+    if background is not None:
+        writer_stats = background.stop(drain=True)
+    else:
+        with FeatureWriter(writer, kafka, feast, paths) as feast_writer:
+            writer_stats = feast_writer.drain()
     seconds = time.time() - started
     # Totals over the run's topics, recounted from the durable outputs (exact for topics a
     # bounded run owns; live per-operator counts are the Flink metrics loopline.*).
@@ -136,9 +168,11 @@ def run(
             inputs=inputs,
             seconds=round(seconds, 3),
             topic_totals=counters,
+            feast_rows_written=writer_stats.rows_total,
         ),
     )
-    return RunResult(run_id, str(result.get_job_id()), seconds, counters)
+    return RunResult(run_id, str(result.get_job_id()), seconds, counters,
+                     writer_stats=writer_stats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         help="stop at the offsets present at start (replay/backfill)",
     )
     parser.add_argument("--run-id", help="identity of this run in lineage (default: random)")
-    parser.add_argument("--detached", action="store_true", help="submit and return")
+    parser.add_argument("--detached", action="store_true",
+                        help="under `flink run` only: submit and return (use `loopline submit`)")
     parser.add_argument("--parallelism", type=int, help="operator parallelism")
     parser.add_argument("--startup", help="group-offsets, earliest-offset or latest-offset")
     parser.add_argument("--embedded", action="store_true",
@@ -159,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
                    parallelism=args.parallelism, startup=args.startup)
     # `flink run` starts this script with FLINK_CONF_DIR set to the cluster's configuration.
     embedded = args.embedded or "FLINK_CONF_DIR" not in os.environ
-    result = run(
-        job, load_kafka(), load_feast(), load_paths(), wait=not args.detached, embedded=embedded
-    )
+    if args.detached and embedded:
+        parser.error("--detached needs a Flink cluster (the embedded mini-cluster would end "
+                     "with this process): use `loopline submit`")
+    result = run(job, load_kafka(), load_feast(), load_paths(), wait=not args.detached,
+                 embedded=embedded)
     print(
         f"run {result.run_id} job {result.job_id} finished in {result.seconds:.1f}s "
         f"{result.counters}"

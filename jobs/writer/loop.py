@@ -96,7 +96,7 @@ class FeatureWriter:
                 for view in names.FEATURES_BY_VIEW:
                     store.get_feature_view(view, allow_registry_cache=False)
         except Exception:  # Feast raises FeatureViewNotFoundException or registry errors
-            apply_definitions(store)
+            apply_definitions(store, self.paths)
         # Writes look views up in Feast's cached registry (10 min TTL), which may predate an
         # apply by another process; a stale cache fails them with a bare KeyError.
         self._refresh_registry()

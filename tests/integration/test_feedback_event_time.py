@@ -22,6 +22,7 @@ from bench.reliability.harness import (
     caught_up,
     create_topics,
     drainable,
+    online_snapshot,
     unique_job,
     wait_until,
 )
@@ -76,6 +77,9 @@ def runs(kafka: KafkaConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     # Offsets are committed on checkpoints: all input before them has gone through the job.
     wait_until(lambda: caught_up(kafka, live), 240, "the live job to read the whole log")
     stop_with_drain(started.client, (live_home.home / "savepoints").as_uri())
+    assert started.writer is not None
+    writer_stats = started.writer.stop(drain=True)
+    print("live writer:", writer_stats.as_dict())
     run(replay, kafka, FeastConfig(), replay_home)
     return {"serving": serving, "acts": acts, "expected_input": expected_input,
             "live": (live, live_home), "replay": (replay, replay_home)}
@@ -105,6 +109,13 @@ def test_backfill_equals_stream_online_features(kafka: KafkaConfig, runs: dict[s
     live = case.online_updates(kafka, runs["live"][0])
     replay = case.online_updates(kafka, runs["replay"][0])
     assert live and live == replay
+    # ... and what the Feast writers made of them: the same online store, value for value.
+    users = sorted({s["user_id"] for s in runs["serving"]})
+    items = sorted({i["item_id"] for s in runs["serving"] for i in s["slate"]})
+    stores = [feature_store(FeastConfig(), home) for _, home in (runs["live"], runs["replay"])]
+    live_online, replay_online = (online_snapshot(s, users, items) for s in stores)
+    assert live_online == replay_online
+    assert live_online[names.USER_ACTIVITY][users[0]]["user_impressions_24h"] is not None
 
 
 @pytest.mark.parametrize("view", [names.USER_ACTIVITY, names.ITEM_PERFORMANCE])

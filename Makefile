@@ -32,7 +32,7 @@ PACKAGES := $(patsubst %/__init__.py,%,$(wildcard $(addsuffix /__init__.py,\
 
 help:
 	@echo "make setup | venv | jars | apt | test | lint | demo | clean | distclean"
-	@echo "  PYTEST_ARGS='-m \"not integration\"' make test   # unit tests only"
+	@echo "  PYTEST_ARGS='-m \"not integration\"' make test   # unit tests only (venv only)"
 
 # apt first: it may install the java and mvn the other steps use.
 setup: apt venv jars
@@ -89,7 +89,10 @@ apt:
 	apt-get update -qq; \
 	apt-get install -y -qq --no-install-recommends $$missing >/dev/null
 
-test: setup
+# Unit tests (PYTEST_ARGS='-m "not integration"') need only the venv: no Maven, javac or
+# Debian packages. Anything that may run integration tests gets the whole setup.
+UNIT_ONLY := $(findstring not integration,$(PYTEST_ARGS))
+test: $(if $(UNIT_ONLY),venv,setup)
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then \
 		echo "make test: pytest collected no tests (exit 5); a test run must run tests" >&2; \

@@ -34,6 +34,7 @@ from loopline.paths import PathsConfig
 IDENT = "loopline"  # FLINK_IDENT_STRING: names the pid and log files
 JM_DAEMON = "standalonesession"
 TM_DAEMON = "taskexecutor"
+_TM_MAIN_CLASS = "TaskManagerRunner"
 _CONF_FILES_COPIED = ("log4j.properties", "log4j-cli.properties", "log4j-console.properties",
                       "log4j-session.properties", "logback.xml", "logback-console.xml",
                       "logback-session.xml")  # fmt: skip
@@ -194,7 +195,7 @@ class FlinkCluster:
             return self._start_taskmanager()
 
     def _start_taskmanager(self) -> int:
-        before = set(self.taskmanager_pids())
+        before = set(process.read_pids(self._pid_file(TM_DAEMON)))  # dead ones too
         out = subprocess.run(
             [str(flink_home() / "bin" / "taskmanager.sh"), "start"],
             env=self.script_env(),
@@ -206,14 +207,22 @@ class FlinkCluster:
             start_new_session=True,
             check=False,
         )
-        new = [p for p in self.taskmanager_pids() if p not in before]
-        if out.returncode != 0 or not new:
-            raise ServiceStartError(
-                f"flink: `taskmanager.sh start` (exit {out.returncode}) left no new "
-                f"TaskManager (logs: {self.log_dir})",
-                details=(out.stdout + out.stderr).strip() + "\n" + self._log_tail(),
-            )
-        return new[0]
+        # flink-daemon.sh records the pid of its `java ... &` child, which may still be the
+        # forked shell when the script returns: wait until that pid is the JVM, so callers
+        # (and the next pid-file read) see a TaskManager, not a process mid-exec.
+        new = [p for p in process.read_pids(self._pid_file(TM_DAEMON)) if p not in before]
+        if out.returncode == 0 and new and process.wait_until(
+            lambda: _TM_MAIN_CLASS in process.cmdline(new[-1]),
+            30,
+            lambda: process.is_alive(new[-1]),
+            0.1,
+        ):
+            return new[-1]
+        raise ServiceStartError(
+            f"flink: `taskmanager.sh start` (exit {out.returncode}) left no new "
+            f"TaskManager JVM (logs: {self.log_dir})",
+            details=(out.stdout + out.stderr).strip() + "\n" + self._log_tail(),
+        )
 
     def overview(self) -> dict[str, Any] | None:
         """REST /overview, or None when the REST endpoint does not answer."""
@@ -292,11 +301,17 @@ class FlinkCluster:
         }
 
     # -- internals -------------------------------------------------------------------------
+    def _pid_file(self, daemon: str) -> Path:
+        return self.pid_dir / f"flink-{IDENT}-{daemon}.pid"
+
     def _daemon_pids(self, daemon: str) -> list[int]:
         """Live pids listed in Flink's pid file for `daemon` (guarded against pid reuse)."""
-        pid_file = self.pid_dir / f"flink-{IDENT}-{daemon}.pid"
         marker = str(self.conf_dir)  # the daemons get -Dlog4j... paths under our conf dir
-        return [p for p in process.read_pids(pid_file) if process.is_alive(p, marker=marker)]
+        return [
+            p
+            for p in process.read_pids(self._pid_file(daemon))
+            if process.is_alive(p, marker=marker)
+        ]
 
     def _kill_leftovers(self) -> None:
         """SIGTERM/SIGKILL whatever the scripts left: daemons and their Python workers."""

@@ -24,6 +24,11 @@ FLINK_POM := infra/jvm/flink-connectors/pom.xml
 # Flink jars of the installed PyFlink wheel, so it always matches the runtime.
 TIMERS_SRC := $(shell find infra/jvm/flink-python-timers -name '*.java')
 TIMERS_JAR := loopline-flink-python-timers.jar
+# Flink's Prometheus reporter bound to loopback (infra/metrics.py): our factory plus the classes
+# of the reporter plugin shipped in the same PyFlink wheel (so it matches the runtime), one jar.
+METRICS_DIR := infra/jvm/flink-metrics-loopback
+METRICS_SRC := $(shell find $(METRICS_DIR) -name '*.java')
+METRICS_JAR := loopline-flink-metrics-prometheus.jar
 # Python packages type-checked by `make lint`: those that exist (have an __init__.py).
 PACKAGES := $(patsubst %/__init__.py,%,$(wildcard $(addsuffix /__init__.py,\
 	loopline schemas jobs feature_repo models attribution simulator bench infra cli demo)))
@@ -50,7 +55,7 @@ $(STAMPS)/venv: pyproject.toml constraints.txt | $(STAMPS)
 
 # Resolved into a scratch dir and swapped in, so a dependency dropped from a pom does not
 # linger (two versions on a wildcard classpath) and running services never see a half copy.
-$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(STAMPS)/venv | $(STAMPS) apt
+$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(METRICS_SRC) $(STAMPS)/venv | $(STAMPS) apt
 	@command -v $(MVN) >/dev/null || { echo "make jars: '$(MVN)' not found; run 'make apt' as root or install Maven" >&2; exit 1; }
 	rm -rf $(JARS)/.new
 	$(MVN) $(MVN_FLAGS) -f $(KAFKA_POM) dependency:copy-dependencies \
@@ -63,7 +68,16 @@ $(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(STAMPS)/venv | $(STAMP
 	mkdir -p $(JARS)/.new/patches
 	jar cf $(JARS)/.new/patches/$(TIMERS_JAR) -C $(JARS)/.new/classes .
 	rm -rf $(JARS)/.new/classes
-	for group in kafka flink patches; do \
+	pyflink=$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))'); \
+	reporter=$$(ls $$pyflink/plugins/metrics-prometheus/flink-metrics-prometheus-*.jar); \
+	mkdir -p $(JARS)/.new/metrics-classes $(JARS)/.new/metrics; \
+	(cd $(JARS)/.new/metrics-classes && jar xf "$$reporter" io org); \
+	javac --release 11 -nowarn -d $(JARS)/.new/metrics-classes \
+		-cp "$$pyflink/lib/*:$$reporter" $(METRICS_SRC)
+	cp -r $(METRICS_DIR)/src/main/resources/META-INF $(JARS)/.new/metrics-classes/
+	jar cf $(JARS)/.new/metrics/$(METRICS_JAR) -C $(JARS)/.new/metrics-classes .
+	rm -rf $(JARS)/.new/metrics-classes
+	for group in kafka flink patches metrics; do \
 		rm -rf $(JARS)/$$group.old; \
 		if [ -d $(JARS)/$$group ]; then mv $(JARS)/$$group $(JARS)/$$group.old; fi; \
 		mv $(JARS)/.new/$$group $(JARS)/$$group; \
@@ -76,6 +90,7 @@ $(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(TIMERS_SRC) $(STAMPS)/venv | $(STAMP
 apt:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
 	command -v $(MVN) >/dev/null || missing="$$missing maven"; \

@@ -40,7 +40,7 @@ class Stack:
 
     @property
     def flink(self) -> FlinkCluster:
-        return FlinkCluster(self.cfg, self.paths)
+        return FlinkCluster(self.cfg, self.paths, self.metrics)
 
     @property
     def prometheus(self) -> PrometheusServer:
@@ -50,7 +50,7 @@ class Stack:
         factories: dict[str, Callable[[ServicesConfig, PathsConfig], Service]] = {
             "kafka": KafkaBroker,
             "redis": RedisServer,
-            "flink": FlinkCluster,
+            "flink": lambda cfg, paths: self.flink,
             "prometheus": lambda cfg, paths: self.prometheus,
         }
         if name not in factories:

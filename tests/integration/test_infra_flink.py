@@ -8,6 +8,7 @@ import signal
 import sys
 import textwrap
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from kafka import KafkaProducer
 from infra import flink_probe, jars, process
 from infra.flink_cluster import FlinkCluster
 from infra.flink_jobs import cancel_job, flink_run, list_jobs, wait_for_job
+from infra.metrics import REPORTER_FACTORY, MetricsConfig
 from infra.topics import TopicSpec, consume_records, create_topics, delete_topics
 from loopline.kafka import KafkaConfig
 
@@ -146,3 +148,24 @@ def test_up_repairs_a_killed_taskmanager(one_taskmanager: FlinkCluster) -> None:
     assert process.wait_until(
         lambda: (flink_cluster.overview() or {}).get("taskmanagers") == 1, 120
     )
+
+
+def test_metrics_on_adds_the_reporter_plugin_and_config(
+    flink_cluster: FlinkCluster, tmp_path: Path
+) -> None:
+    """With [metrics] on, `up` would start every JVM with our Prometheus reporter (checked on
+    the written config; the session cluster itself runs with metrics off)."""
+    cluster = FlinkCluster(
+        flink_cluster.cfg,
+        replace(flink_cluster.paths, home=tmp_path),
+        MetricsConfig(enabled=True, flink_ports="29249-29251"),
+    )
+    cluster.prepare()
+    conf = yaml.safe_load((cluster.conf_dir / "config.yaml").read_text())
+    reporter = conf["metrics"]["reporter"]["prom"]
+    assert reporter == {"factory": {"class": REPORTER_FACTORY}, "host": "127.0.0.1",
+                        "port": "29249-29251"}
+    [jar] = (cluster.plugins_dir / "loopline-metrics-prometheus").iterdir()
+    assert jar.resolve() == jars.prometheus_reporter_jar(cluster.paths).resolve()
+    assert (cluster.plugins_dir / "metrics-prometheus").is_dir()  # the wheel's plugins too
+    assert cluster.script_env()["FLINK_PLUGINS_DIR"] == str(cluster.plugins_dir)

@@ -53,9 +53,9 @@ class MetricsConfig:
 
     @property
     def flink_port_range(self) -> tuple[int, int]:
-        first, _, last = self.flink_ports.strip().partition("-")
+        first, dash, last = self.flink_ports.strip().partition("-")
         try:
-            return int(first), int(last or first)
+            return int(first), int(last if dash else first)
         except ValueError as exc:
             raise ConfigError(
                 f"metrics.flink_ports: expected a port or a range a-b, got {self.flink_ports!r}"

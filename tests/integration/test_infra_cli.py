@@ -50,11 +50,12 @@ def status_of(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 def test_up_up_status_topics_down(own_stack_env: dict[str, str]) -> None:
     env = own_stack_env
     try:
-        first = loopline("infra", "up", "kafka", "redis", "flink", env=env)
+        first = loopline("infra", "up", "kafka", "redis", "flink", "prometheus", env=env)
         assert first.returncode == 0, first.stderr
         running = status_of(env)
         assert {n: s["state"] for n, s in running.items()} == {
-            "kafka": "running", "redis": "running", "flink": "running"}  # fmt: skip
+            "kafka": "running", "redis": "running", "flink": "running",
+            "prometheus": "running"}  # fmt: skip
         assert running["kafka"]["data_dir"].startswith(env["LOOPLINE_PATHS_HOME"])
         assert len(running["flink"]["pids"]) == 2  # JobManager + TaskManager
 

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -43,8 +44,12 @@ class PrometheusEndpoint:
         return f"http://{self.host}:{self.port}"
 
 
-def scrape_config(metrics: MetricsConfig, targets_dir: str) -> dict[str, Any]:
-    """prometheus.yml as a dict: the Flink reporter range + file-discovered targets."""
+def scrape_config(
+    metrics: MetricsConfig, targets_dir: str, bearer_jobs: dict[str, tuple[str, str]] | None = None
+) -> dict[str, Any]:
+    """prometheus.yml as a dict: the Flink reporter range + file-discovered targets, and one
+    job per `bearer_jobs` entry, name -> (targets file, token file), for endpoints behind a
+    Bearer token (serving's /metrics follows serving's auth rule)."""
     interval = f"{metrics.scrape_interval_s:g}s"
     # A scrape may not outlast its interval (Prometheus refuses the config otherwise).
     timeout = f"{min(metrics.scrape_interval_s, 10.0):g}s"
@@ -65,6 +70,15 @@ def scrape_config(metrics: MetricsConfig, targets_dir: str) -> dict[str, Any]:
                     {"files": [f"{targets_dir}/*.json"], "refresh_interval": "5s"}
                 ],
             },
+            *(
+                {
+                    "job_name": f"loopline-{name}",
+                    # Read at every scrape: a rotated token needs no reload.
+                    "authorization": {"type": "Bearer", "credentials_file": token_file},
+                    "file_sd_configs": [{"files": [targets_file], "refresh_interval": "5s"}],
+                }
+                for name, (targets_file, token_file) in sorted((bearer_jobs or {}).items())
+            ),
         ],
     }  # fmt: skip
 
@@ -80,6 +94,7 @@ class PrometheusServer:
         self.root = paths.services / "prometheus"
         self.config_file = self.root / "prometheus.yml"
         self.targets_dir = self.root / "targets"
+        self.bearer_dir = self.root / "bearer"  # <name>.json targets + <name>.token, 0600
         self.data_dir = self.root / "data"
         self.pid_file = self.root / "prometheus.pid"
         self.log_file = self.root / "prometheus.log"
@@ -138,17 +153,39 @@ class PrometheusServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- targets and queries ---------------------------------------------------------------
-    def add_targets(self, name: str, targets: list[str], labels: dict[str, str] | None = None,
-                    ) -> None:
-        """Scrape `targets` (host:port, path /metrics) as group `name` from now on."""
-        self.targets_dir.mkdir(parents=True, exist_ok=True)
+    def add_targets(
+        self,
+        name: str,
+        targets: list[str],
+        labels: dict[str, str] | None = None,
+        bearer_token: str | None = None,
+    ) -> None:
+        """Scrape `targets` (host:port, path /metrics) as group `name` from now on; with
+        `bearer_token`, as a job of its own that sends `Authorization: Bearer <token>`
+        (a new such job makes the running server re-read its config)."""
         group = [{"targets": targets, "labels": {"group": name, **(labels or {})}}]
-        staged = self.targets_dir / f".{name}.json.tmp"
-        staged.write_text(json.dumps(group))
-        staged.replace(self.targets_dir / f"{name}.json")  # never a half-written file
+        if bearer_token is None:
+            _replace_file(self.targets_dir / f"{name}.json", json.dumps(group))
+            return
+        token_file = self.bearer_dir / f"{name}.token"
+        _replace_file(token_file, bearer_token, mode=0o600)
+        _replace_file(self.bearer_dir / f"{name}.json", json.dumps(group))
+        self.reload()
 
     def remove_targets(self, name: str) -> None:
         (self.targets_dir / f"{name}.json").unlink(missing_ok=True)
+        if (self.bearer_dir / f"{name}.token").exists():
+            (self.bearer_dir / f"{name}.json").unlink(missing_ok=True)
+            (self.bearer_dir / f"{name}.token").unlink()
+            self.reload()
+
+    def reload(self) -> None:
+        """Rewrite prometheus.yml and have a running server re-read it (SIGHUP)."""
+        with process.locked(self.root / ".lock"):
+            self._write_config()
+            pid = self._pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGHUP)
 
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path>; the `data` of a successful answer."""
@@ -182,7 +219,11 @@ class PrometheusServer:
     # -- internals -------------------------------------------------------------------------
     def _write_config(self) -> None:
         self.targets_dir.mkdir(parents=True, exist_ok=True)
-        config = scrape_config(self.metrics, str(self.targets_dir))
+        bearer_jobs = {
+            token.stem: (str(token.with_suffix(".json")), str(token))
+            for token in sorted(self.bearer_dir.glob("*.token"))
+        }
+        config = scrape_config(self.metrics, str(self.targets_dir), bearer_jobs)
         header = "# Written by infra/prometheus_server.py on every `up`; change [metrics].\n"
         self.config_file.write_text(header + yaml.safe_dump(config, sort_keys=False))
 
@@ -224,3 +265,14 @@ class PrometheusServer:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+
+def _replace_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write `text` to `path` atomically: Prometheus never reads a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.unlink(missing_ok=True)
+    # Created with its final mode: a token is never readable by others, even for a moment.
+    with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as fh:
+        fh.write(text)
+    staged.replace(path)

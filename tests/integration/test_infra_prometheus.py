@@ -3,9 +3,12 @@ restart, queries through the HTTP API, a clear error on a taken port, nothing le
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -83,3 +86,49 @@ def test_down_leaves_nothing_and_a_second_down_is_harmless(
     assert not process.is_alive(pid)
     assert not process.port_open("127.0.0.1", port)
     assert own.down().state == "stopped"
+
+
+class _TokenMetrics(http.server.BaseHTTPRequestHandler):
+    """/metrics behind a Bearer token, like serving's: 401 without the right one."""
+
+    token = "s3cret"
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization", ""))
+        if self.path != "/metrics" or self.headers.get("Authorization") != f"Bearer {self.token}":
+            self.send_response(401)
+            self.end_headers()
+            return
+        body = b"# TYPE loopline_probe_total counter\nloopline_probe_total 7\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:  # keep the test output quiet
+        pass
+
+
+def test_a_bearer_protected_endpoint_is_scraped_with_its_token(
+    prometheus: PrometheusServer,
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenMetrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        prometheus.add_targets("tokened", [target], bearer_token=_TokenMetrics.token)
+        token_file = prometheus.bearer_dir / "tokened.token"
+        assert token_file.stat().st_mode & 0o077 == 0  # owner-only
+        assert process.wait_until(
+            lambda: bool(prometheus.query('loopline_probe_total{group="tokened"} == 7')), 60
+        ), prometheus.active_targets()
+        assert "Bearer s3cret" in _TokenMetrics.seen
+        assert not prometheus.query('up{job="loopline-tokened"} == 0')
+    finally:
+        prometheus.remove_targets("tokened")
+        server.shutdown()
+        server.server_close()
+    assert not (prometheus.bearer_dir / "tokened.token").exists()
+    assert "loopline-tokened" not in prometheus.config_file.read_text()

@@ -4,8 +4,11 @@ decoding writer data with the reader schema (what our codec does at run time).
 
 We keep our own checker because the `avro` port compares a reader's alias as written with the
 writer's full name, so a short alias inside a namespace (the spec resolves it relative to that
-namespace) is refused there; KNOWN_DIFFERENCES pins exactly that case. Everything else must
-agree, on the hand-picked corpus and on generated schema pairs.
+namespace) is refused there; and because fastavro resolves a reader field's alias before its
+name, so a reader alias that names another writer field must be refused for our decoder
+(hypothesis found this one: fastavro fails or reads the wrong field; `avro` accepts it).
+KNOWN_DIFFERENCES pins exactly those cases. Everything else must agree, on the hand-picked
+corpus and on generated schema pairs.
 """
 
 from __future__ import annotations
@@ -124,6 +127,9 @@ CORPUS: dict[str, tuple[Any, Any]] = {
     "record renamed with short alias": (
         record("New", [{"name": "a", "type": "int"}], aliases=["R"]),
         record("R", [{"name": "a", "type": "int"}])),
+    "field alias names another writer field": (
+        record("R", [{"name": "a", "type": "int", "aliases": ["b"]}]),
+        record("R", [{"name": "a", "type": "int"}, {"name": "b", "type": "int"}])),
     # named types: references, nesting, recursion
     "named reference reused": (
         record("R", [{"name": "p", "type": fixed(4)}, {"name": "q", "type": f"{NS}.F"}]),
@@ -148,17 +154,29 @@ CORPUS: dict[str, tuple[Any, Any]] = {
                           one({"type": "array", "items": "int"})),
 }
 
-# The `avro` package compares a short record alias with the writer's full name; the spec (and
-# fastavro) resolve it within the reader's namespace, so the rename is readable.
-KNOWN_DIFFERENCES = {"record renamed with short alias"}
+# Ours accepts, `avro` refuses: it compares a short record alias with the writer's full name;
+# the spec (and fastavro) resolve it within the reader's namespace, so the rename is readable.
+ACCEPTED_BY_US_ONLY = {"record renamed with short alias"}
+# Ours refuses, `avro` accepts: fastavro cannot decode it (see the module docstring).
+REFUSED_BY_US_ONLY = {"field alias names another writer field"}
+
+
+def ambiguous_alias(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
+    """A reader field whose name and one of whose aliases are both writer fields."""
+    names = {f["name"] for f in writer["fields"]}
+    return any(f["name"] in names and set(f.get("aliases", [])) & names
+               for f in reader["fields"])
 
 
 @pytest.mark.parametrize("case", sorted(CORPUS))
 def test_corpus_verdict_matches_the_avro_package(case: str) -> None:
     reader, writer = CORPUS[case]
     ours = not read_problems(reader, writer)
-    if case in KNOWN_DIFFERENCES:
+    if case in ACCEPTED_BY_US_ONLY:
         assert ours and not avro_says_compatible(reader, writer)
+    elif case in REFUSED_BY_US_ONLY:
+        assert not ours and avro_says_compatible(reader, writer)
+        assert not fastavro_reads(reader, writer)
     else:
         assert ours == avro_says_compatible(reader, writer), read_problems(reader, writer)
 
@@ -234,12 +252,18 @@ def _schema(draw: st.DrawFn) -> dict[str, Any]:
     return record("R", fields)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same 300 pairs every run, so CI never fails on a new draw; a 4,000-pair
+# random exploration (2026-11-29) agreed too, after the ambiguous-alias refusal it found.
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(_schema(), _schema())
 def test_generated_pairs_agree_with_the_avro_package_and_decode(
     reader: dict[str, Any], writer: dict[str, Any]
 ) -> None:
     ours = not read_problems(reader, writer)
-    assert ours == avro_says_compatible(reader, writer), (read_problems(reader, writer))
+    if ambiguous_alias(reader, writer):
+        assert not ours
+    else:
+        assert ours == avro_says_compatible(reader, writer), read_problems(reader, writer)
     if ours:
         assert fastavro_reads(reader, writer, count=5)

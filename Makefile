@@ -27,6 +27,11 @@ FEEDBACK_SRC := $(shell find jobs/feedback/jvm -name '*.java')
 FEEDBACK_JAR := loopline-feedback-jvm.jar
 # Provided by Flink, or native libraries a child class loader must not load a second time.
 FEEDBACK_UNBUNDLED := slf4j-api snappy-java zstd-jni
+# Flink's Prometheus reporter bound to loopback (infra/metrics.py): our factory plus the classes
+# of the reporter plugin shipped in the same PyFlink wheel (so it matches the runtime), one jar.
+METRICS_DIR := infra/jvm/flink-metrics-loopback
+METRICS_SRC := $(shell find $(METRICS_DIR) -name '*.java')
+METRICS_JAR := loopline-flink-metrics-prometheus.jar
 # Python packages type-checked by `make lint`: those that exist (have an __init__.py).
 PACKAGES := $(patsubst %/__init__.py,%,$(wildcard $(addsuffix /__init__.py,\
 	loopline schemas jobs feature_repo models attribution simulator bench infra cli demo)))
@@ -35,7 +40,7 @@ PACKAGES := $(patsubst %/__init__.py,%,$(wildcard $(addsuffix /__init__.py,\
 
 help:
 	@echo "make setup | venv | jars | apt | test | lint | demo | clean | distclean"
-	@echo "  PYTEST_ARGS='-m \"not integration\"' make test   # unit tests only"
+	@echo "  PYTEST_ARGS='-m \"not integration\"' make test   # unit tests only (venv only)"
 
 # apt first: it may install the java and mvn the other steps use.
 setup: apt venv jars
@@ -53,7 +58,7 @@ $(STAMPS)/venv: pyproject.toml constraints.txt | $(STAMPS)
 
 # Resolved into a scratch dir and swapped in, so a dependency dropped from a pom does not
 # linger (two versions on a wildcard classpath) and running services never see a half copy.
-$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(FEEDBACK_POM) $(FEEDBACK_SRC) $(STAMPS)/venv | $(STAMPS) apt
+$(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(FEEDBACK_POM) $(FEEDBACK_SRC) $(METRICS_SRC) $(STAMPS)/venv | $(STAMPS) apt
 	@command -v $(MVN) >/dev/null || { echo "make jars: '$(MVN)' not found; run 'make apt' as root or install Maven" >&2; exit 1; }
 	rm -rf $(JARS)/.new
 	$(MVN) $(MVN_FLAGS) -f $(KAFKA_POM) dependency:copy-dependencies \
@@ -74,7 +79,16 @@ $(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(FEEDBACK_POM) $(FEEDBACK_SRC) $(STAM
 	jar cf $(JARS)/.new/jobs/$(FEEDBACK_JAR) -C $(JARS)/.new/classes .
 	rm -rf $(JARS)/.new/classes $(JARS)/.new/feedback-deps
 	rm -rf $(JARS)/patches  # the keyed-timer patch jar of the Python-operator job, gone
-	for group in kafka flink jobs; do \
+	pyflink=$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))'); \
+	reporter=$$(ls $$pyflink/plugins/metrics-prometheus/flink-metrics-prometheus-*.jar); \
+	mkdir -p $(JARS)/.new/metrics-classes $(JARS)/.new/metrics; \
+	(cd $(JARS)/.new/metrics-classes && jar xf "$$reporter" io org); \
+	javac --release 11 -nowarn -d $(JARS)/.new/metrics-classes \
+		-cp "$$pyflink/lib/*:$$reporter" $(METRICS_SRC)
+	cp -r $(METRICS_DIR)/src/main/resources/META-INF $(JARS)/.new/metrics-classes/
+	jar cf $(JARS)/.new/metrics/$(METRICS_JAR) -C $(JARS)/.new/metrics-classes .
+	rm -rf $(JARS)/.new/metrics-classes
+	for group in kafka flink jobs metrics; do \
 		rm -rf $(JARS)/$$group.old; \
 		if [ -d $(JARS)/$$group ]; then mv $(JARS)/$$group $(JARS)/$$group.old; fi; \
 		mv $(JARS)/.new/$$group $(JARS)/$$group; \
@@ -87,6 +101,7 @@ $(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(FEEDBACK_POM) $(FEEDBACK_SRC) $(STAM
 apt:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
 	command -v $(MVN) >/dev/null || missing="$$missing maven"; \
@@ -100,7 +115,10 @@ apt:
 	apt-get update -qq; \
 	apt-get install -y -qq --no-install-recommends $$missing >/dev/null
 
-test: setup
+# Unit tests (PYTEST_ARGS='-m "not integration"') need only the venv: no Maven, javac or
+# Debian packages. Anything that may run integration tests gets the whole setup.
+UNIT_ONLY := $(findstring not integration,$(PYTEST_ARGS))
+test: $(if $(UNIT_ONLY),venv,setup)
 	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then \
 		echo "make test: pytest collected no tests (exit 5); a test run must run tests" >&2; \

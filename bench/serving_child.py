@@ -17,10 +17,11 @@ from bench import timing
 
 
 def run_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench import synthetic
     from feature_repo.store import FeastConfig, feature_store
     from loopline.kafka import KafkaConfig
     from loopline.paths import load_paths
-    from models import features, synthetic
+    from models import features
     from models.registry import Registry
     from models.rollout import Rollout
     from models.serving.config import ServingConfig

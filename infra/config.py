@@ -8,19 +8,21 @@ from loopline import settings
 from loopline.errors import ConfigError
 from loopline.net import is_loopback
 
-KNOWN_SERVICES = ("kafka", "redis", "flink")
+KNOWN_SERVICES = ("kafka", "redis", "flink", "prometheus")
+# Started by a bare `loopline infra up`; Prometheus is opt-in (`loopline infra up prometheus`).
+DEFAULT_SERVICES = ("kafka", "redis", "flink")
 
 
 @dataclass(frozen=True)
 class ServicesConfig:
-    """The local Kafka / Redis / Flink stack ([services] / LOOPLINE_SERVICES_*).
+    """The local Kafka / Redis / Flink / Prometheus stack ([services] / LOOPLINE_SERVICES_*).
 
     Everything binds to `host`, which must be a loopback address: these are development
     services without authentication and must never be reachable from the network.
     """
 
     # Which services `loopline infra up` starts when none are named.
-    services: tuple[str, ...] = KNOWN_SERVICES
+    services: tuple[str, ...] = DEFAULT_SERVICES
     host: str = "127.0.0.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
@@ -40,6 +42,10 @@ class ServicesConfig:
     flink_slots: int = 2
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1728m"
+    # Prometheus scrapes [metrics] endpoints (infra/metrics.py) and whatever targets files
+    # are dropped into <home>/services/prometheus/targets/ (file service discovery).
+    prometheus_port: int = 9090
+    prometheus_retention: str = "2d"
     start_timeout_s: float = 120.0
     stop_timeout_s: float = 30.0
 
@@ -60,6 +66,7 @@ class ServicesConfig:
             "redis_port": self.redis_port,
             "flink_rest_port": self.flink_rest_port,
             "flink_rpc_port": self.flink_rpc_port,
+            "prometheus_port": self.prometheus_port,
         }
         for name, port in ports.items():
             if not 1 <= port <= 65535:

@@ -1,11 +1,12 @@
 """A Flink standalone session cluster from the scripts inside the installed PyFlink package.
 
 FLINK_HOME is the `pyflink` package folder. We never edit it: the cluster reads a conf dir of
-our own (<home>/services/flink/conf, built from the shipped one) and a lib dir of our own
-(symlinks to pyflink/lib plus the connector jars from the jars folder), passed to the scripts
-as FLINK_CONF_DIR / FLINK_LIB_DIR. Logs, pid files and temp dirs are under
-<home>/services/flink. Readiness: REST /overview reports at least one TaskManager with slots.
-Stopping signals the pids in Flink's own pid files (see `down`).
+our own (<home>/services/flink/conf, built from the shipped one), a lib dir of our own
+(symlinks to pyflink/lib plus the connector jars from the jars folder) and a plugins dir of our
+own (pyflink/plugins, plus our Prometheus reporter when [metrics] is on), passed to the
+scripts as FLINK_CONF_DIR / FLINK_LIB_DIR / FLINK_PLUGINS_DIR. Logs, pid files and temp dirs
+are under <home>/services/flink. Readiness: REST /overview reports at least one TaskManager
+with slots. Stopping signals the pids in Flink's own pid files (see `down`).
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from infra import jars, process
 from infra.config import ServicesConfig
 from infra.errors import FlinkJobError, PortInUseError, ServiceStartError
 from infra.java import java_binary
+from infra.metrics import MetricsConfig, flink_reporter_config, load_metrics
 from infra.service import RUNNING, STOPPED, UNHEALTHY, ServiceStatus
 from loopline.paths import PathsConfig
 
 IDENT = "loopline"  # FLINK_IDENT_STRING: names the pid and log files
 JM_DAEMON = "standalonesession"
 TM_DAEMON = "taskexecutor"
+_TM_MAIN_CLASS = "TaskManagerRunner"
 _CONF_FILES_COPIED = ("log4j.properties", "log4j-cli.properties", "log4j-console.properties",
                       "log4j-session.properties", "logback.xml", "logback-console.xml",
                       "logback-session.xml")  # fmt: skip
@@ -66,10 +69,14 @@ class FlinkCluster:
 
     name = "flink"
 
-    def __init__(self, cfg: ServicesConfig, paths: PathsConfig) -> None:
+    def __init__(
+        self, cfg: ServicesConfig, paths: PathsConfig, metrics: MetricsConfig | None = None
+    ) -> None:
         self.cfg = cfg
         self.paths = paths
+        self.metrics = metrics or load_metrics()
         self.root = paths.services / "flink"
+        self.plugins_dir = self.root / "plugins"
         self.conf_dir = self.root / "conf"
         self.lib_dir = self.root / "lib"
         self.log_dir = self.root / "log"
@@ -91,7 +98,7 @@ class FlinkCluster:
             FLINK_CONF_DIR=str(self.conf_dir),
             FLINK_LIB_DIR=str(self.lib_dir),
             FLINK_OPT_DIR=str(home / "opt"),
-            FLINK_PLUGINS_DIR=str(home / "plugins"),
+            FLINK_PLUGINS_DIR=str(self.plugins_dir),
             FLINK_IDENT_STRING=IDENT,
             JAVA_HOME=str(java.resolve().parent.parent),
         )
@@ -194,7 +201,7 @@ class FlinkCluster:
             return self._start_taskmanager()
 
     def _start_taskmanager(self) -> int:
-        before = set(self.taskmanager_pids())
+        before = set(process.read_pids(self._pid_file(TM_DAEMON)))  # dead ones too
         out = subprocess.run(
             [str(flink_home() / "bin" / "taskmanager.sh"), "start"],
             env=self.script_env(),
@@ -206,14 +213,22 @@ class FlinkCluster:
             start_new_session=True,
             check=False,
         )
-        new = [p for p in self.taskmanager_pids() if p not in before]
-        if out.returncode != 0 or not new:
-            raise ServiceStartError(
-                f"flink: `taskmanager.sh start` (exit {out.returncode}) left no new "
-                f"TaskManager (logs: {self.log_dir})",
-                details=(out.stdout + out.stderr).strip() + "\n" + self._log_tail(),
-            )
-        return new[0]
+        # flink-daemon.sh records the pid of its `java ... &` child, which may still be the
+        # forked shell when the script returns: wait until that pid is the JVM, so callers
+        # (and the next pid-file read) see a TaskManager, not a process mid-exec.
+        new = [p for p in process.read_pids(self._pid_file(TM_DAEMON)) if p not in before]
+        if out.returncode == 0 and new and process.wait_until(
+            lambda: _TM_MAIN_CLASS in process.cmdline(new[-1]),
+            30,
+            lambda: process.is_alive(new[-1]),
+            0.1,
+        ):
+            return new[-1]
+        raise ServiceStartError(
+            f"flink: `taskmanager.sh start` (exit {out.returncode}) left no new "
+            f"TaskManager JVM (logs: {self.log_dir})",
+            details=(out.stdout + out.stderr).strip() + "\n" + self._log_tail(),
+        )
 
     def overview(self) -> dict[str, Any] | None:
         """REST /overview, or None when the REST endpoint does not answer."""
@@ -248,6 +263,7 @@ class FlinkCluster:
                 shutil.copyfile(home / "conf" / name, self.conf_dir / name)
         shipped = yaml.safe_load((home / "conf" / "config.yaml").read_text()) or {}
         merged = _deep_merge(shipped, self._overrides())
+        merged = _deep_merge(merged, _nested(flink_reporter_config(self.metrics)))
         header = "# Written by infra/flink_cluster.py on every start; change ServicesConfig.\n"
         (self.conf_dir / "config.yaml").write_text(header + yaml.safe_dump(merged, sort_keys=True))
         (self.conf_dir / "masters").write_text(f"{self.cfg.host}:{self.cfg.flink_rest_port}\n")
@@ -257,6 +273,18 @@ class FlinkCluster:
             link.unlink()
         for jar in [*sorted((home / "lib").glob("*.jar")), *jars.flink_connector_jars(self.paths)]:
             (self.lib_dir / jar.name).symlink_to(jar.resolve())
+        # Reporters are plugins (own class loader each), created by every JVM at start.
+        shutil.rmtree(self.plugins_dir, ignore_errors=True)
+        self.plugins_dir.mkdir(parents=True)
+        for plugin in sorted((home / "plugins").iterdir()):
+            if plugin.is_dir():
+                (self.plugins_dir / plugin.name).symlink_to(plugin.resolve())
+        if self.metrics.enabled:
+            reporter = jars.prometheus_reporter_jar(self.paths)
+            (self.plugins_dir / "loopline-metrics-prometheus").mkdir()
+            (self.plugins_dir / "loopline-metrics-prometheus" / reporter.name).symlink_to(
+                reporter.resolve()
+            )
 
     def _overrides(self) -> dict[str, Any]:
         host, python = self.cfg.host, sys.executable
@@ -292,11 +320,17 @@ class FlinkCluster:
         }
 
     # -- internals -------------------------------------------------------------------------
+    def _pid_file(self, daemon: str) -> Path:
+        return self.pid_dir / f"flink-{IDENT}-{daemon}.pid"
+
     def _daemon_pids(self, daemon: str) -> list[int]:
         """Live pids listed in Flink's pid file for `daemon` (guarded against pid reuse)."""
-        pid_file = self.pid_dir / f"flink-{IDENT}-{daemon}.pid"
         marker = str(self.conf_dir)  # the daemons get -Dlog4j... paths under our conf dir
-        return [p for p in process.read_pids(pid_file) if process.is_alive(p, marker=marker)]
+        return [
+            p
+            for p in process.read_pids(self._pid_file(daemon))
+            if process.is_alive(p, marker=marker)
+        ]
 
     def _kill_leftovers(self) -> None:
         """SIGTERM/SIGKILL whatever the scripts left: daemons and their Python workers."""
@@ -332,6 +366,18 @@ class FlinkCluster:
     def _log_tail(self) -> str:
         logs = sorted(self.log_dir.glob("*.log"), key=lambda p: p.stat().st_mtime)
         return "\n".join(f"== {p.name}\n{process.tail(p, 8)}" for p in logs[-2:])
+
+
+def _nested(flat: dict[str, str]) -> dict[str, Any]:
+    """{"a.b.c": v} -> {"a": {"b": {"c": v}}}: config.yaml is nested like the shipped one."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from loopline.paths import PathsConfig
 
 
 def jar_dir(paths: PathsConfig, group: str) -> Path:
-    """The folder of one jar group ('kafka', 'flink'), which must hold at least one jar."""
+    """The folder of one jar group (kafka, flink, patches, metrics), holding at least one jar."""
     folder = paths.jars / group
     if not any(folder.glob("*.jar")):
         raise MissingJarsError(
@@ -53,3 +53,9 @@ def feedback_job_jar(paths: PathsConfig) -> Path:
 def file_urls(jars: list[Path]) -> str:
     """`pipeline.jars` value: file URLs joined by ';' as Flink expects."""
     return ";".join(jar.resolve().as_uri() for jar in jars)
+
+
+def prometheus_reporter_jar(paths: PathsConfig) -> Path:
+    """Flink's Prometheus reporter behind our loopback-binding factory (infra/metrics.py),
+    built by `make jars`. A job jar in the mini-cluster; a plugin folder on the cluster."""
+    return find_jar(paths, "metrics", "loopline-flink-metrics-prometheus")

@@ -1,6 +1,7 @@
 """Process plumbing shared by the service modules: spawn detached, find, stop, wait, ports.
 
-Linux only (reads /proc): the services run on the Debian development and CI machines.
+Process and socket tables come from psutil. The services run on the Debian development and
+CI machines (POSIX sessions, flock).
 Services are started in a session of their own so a Ctrl-C in the terminal that ran
 `loopline infra up` does not reach them, and so `down` can find every process they forked
 (e.g. PyFlink's Python workers) by session id.
@@ -18,6 +19,9 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from infra.errors import ServiceStopError
 
@@ -47,48 +51,72 @@ def spawn_detached(
     return int(out.stdout.strip())
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state is [0], session is [3])."""
+def _process(pid: int) -> psutil.Process | None:
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return psutil.Process(pid)
+    except (psutil.NoSuchProcess, ValueError):
         return None
-    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (a zombie has exited; only its exit status is left)."""
+    try:
+        return proc.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+    """The command line of `pid` joined by spaces; '' when gone, hidden or mid-exec."""
+    proc = _process(pid)
+    if proc is None:
         return ""
+    try:
+        return " ".join(proc.cmdline()).strip()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return ""
+
+
+# While a process execs (a shell script's `java ... &` child turning into the JVM), the kernel
+# shows an empty command line for a moment; a bare read then would call a live daemon dead.
+_EXEC_GRACE_S = 2.0
 
 
 def is_alive(pid: int, marker: str | None = None) -> bool:
     """True if `pid` runs (zombies count as dead) and its command line contains `marker`.
 
     The marker guards against pid reuse: a stale pid file must not make us kill a stranger.
+    An empty command line is re-read for up to _EXEC_GRACE_S (exec in progress) before the
+    marker is judged missing.
     """
-    fields = _stat_fields(pid)
-    if fields is None or fields[0] in ("Z", "X"):
+    proc = _process(pid)
+    if proc is None or not _running(proc):
         return False
-    return marker is None or marker in cmdline(pid)
+    if marker is None:
+        return True
+    deadline = time.monotonic() + _EXEC_GRACE_S
+    while True:
+        line = cmdline(pid)
+        if line or time.monotonic() >= deadline or not _running(proc):
+            return marker in line
+        time.sleep(0.05)
 
 
 def session_members(sid: int) -> list[int]:
     """Live pids whose session id is `sid`."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields and fields[0] not in ("Z", "X") and int(fields[3]) == sid:
-            members.append(int(entry.name))
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getsid(proc.pid) == sid and _running(proc):
+                members.append(proc.pid)
     return members
 
 
 def session_of(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[3]) if fields else None
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
 
 
 def _reap(pid: int) -> None:
@@ -151,48 +179,31 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def _listening_sockets(port: int) -> list[tuple[str, str]]:
-    """(address, socket inode) of every LISTEN socket on `port`, from /proc/net/tcp{,6}."""
-    found = []
-    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for row in rows:
-            # cols[1] is "ADDR:PORT" in hex, cols[3] the state (0A = LISTEN), cols[9] the inode.
-            cols = row.split()
-            addr_hex, port_hex = cols[1].rsplit(":", 1)
-            if len(cols) <= 9 or cols[3] != "0A" or int(port_hex, 16) != port:
-                continue
-            # The kernel prints each 32-bit word of the address in host (little-endian) order.
-            raw = bytes.fromhex(addr_hex)
-            words = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
-            address = ipaddress.ip_address(words)
-            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-                address = address.ipv4_mapped
-            found.append((str(address), cols[9]))
-    return found
+def _listeners(port: int) -> list[Any]:
+    """Every TCP socket in LISTEN state on `port` (IPv4 and IPv6)."""
+    return [
+        conn
+        for conn in psutil.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+    ]
 
 
 def listen_addresses(port: int) -> set[str]:
     """IP addresses listening on TCP `port` (to prove a service is bound to loopback only)."""
-    return {address for address, _ in _listening_sockets(port)}
+    found = set()
+    for conn in _listeners(port):
+        address = ipaddress.ip_address(conn.laddr.ip.split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        found.add(str(address))
+    return found
 
 
 def port_owner(port: int) -> str:
     """Best-effort 'pid N (command)' of the process listening on `port`, '' if unknown."""
-    inodes = {f"socket:[{inode}]" for _, inode in _listening_sockets(port)}
-    if not inodes:
-        return ""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (entry / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in inodes:
-                        return f"pid {entry.name} ({cmdline(int(entry.name))[:120]})"
+    for conn in _listeners(port):
+        if conn.pid is not None:
+            return f"pid {conn.pid} ({cmdline(conn.pid)[:120]})"
     return ""
 
 

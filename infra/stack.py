@@ -1,4 +1,5 @@
-"""The whole local stack: Kafka, Redis and Flink, each selectable, started in a fixed order."""
+"""The whole local stack: Kafka, Redis, Flink and Prometheus, each selectable, started in a
+fixed order."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from infra.config import KNOWN_SERVICES, ServicesConfig, load_services
 from infra.errors import InfraError
 from infra.flink_cluster import FlinkCluster
 from infra.kafka_broker import KafkaBroker
+from infra.metrics import MetricsConfig, load_metrics
+from infra.prometheus_server import PrometheusServer
 from infra.redis_server import RedisServer
 from infra.service import Service, ServiceStatus
 from loopline.paths import PathsConfig, load_paths
@@ -20,11 +23,12 @@ class Stack:
 
     cfg: ServicesConfig
     paths: PathsConfig
+    metrics: MetricsConfig | None = None  # None: [metrics] from loopline.toml / environment
 
     @classmethod
     def load(cls) -> Stack:
-        """From [services] / [paths] in loopline.toml and LOOPLINE_* variables."""
-        return cls(load_services(), load_paths())
+        """From [services] / [paths] / [metrics] in loopline.toml and LOOPLINE_* variables."""
+        return cls(load_services(), load_paths(), load_metrics())
 
     @property
     def kafka(self) -> KafkaBroker:
@@ -36,13 +40,18 @@ class Stack:
 
     @property
     def flink(self) -> FlinkCluster:
-        return FlinkCluster(self.cfg, self.paths)
+        return FlinkCluster(self.cfg, self.paths, self.metrics)
+
+    @property
+    def prometheus(self) -> PrometheusServer:
+        return PrometheusServer(self.cfg, self.paths, self.metrics or load_metrics())
 
     def service(self, name: str) -> Service:
         factories: dict[str, Callable[[ServicesConfig, PathsConfig], Service]] = {
             "kafka": KafkaBroker,
             "redis": RedisServer,
-            "flink": FlinkCluster,
+            "flink": lambda cfg, paths: self.flink,
+            "prometheus": lambda cfg, paths: self.prometheus,
         }
         if name not in factories:
             raise InfraError(f"expected a service among {list(KNOWN_SERVICES)}, got {name!r}")

@@ -2,6 +2,9 @@
 
 Precedence (lowest to highest): dataclass defaults, the TOML file named by $LOOPLINE_CONFIG
 (or ./loopline.toml when present), environment variables LOOPLINE_<SECTION>_<FIELD>.
+A misspelt key is refused in both places: an unknown key in a [section] table and an unknown
+LOOPLINE_<SECTION>_* variable of the section being loaded are errors; a variable or table
+naming no known section at all is warned about once (it may belong to a newer config).
 Each boundary (Kafka clients, the job, Feast, serving, ...) owns one frozen dataclass; this
 module only knows how to fill one from those sources, so no endpoint is hard-coded in a job.
 """
@@ -9,10 +12,12 @@ module only knows how to fill one from those sources, so no endpoint is hard-cod
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +27,63 @@ T = TypeVar("T")
 
 CONFIG_ENV = "LOOPLINE_CONFIG"
 DEFAULT_CONFIG_FILE = "loopline.toml"
+ENV_PREFIX = "LOOPLINE_"
+# LOOPLINE_* variables that are not <SECTION>_<FIELD> settings: the config file, and the log
+# path infra.process hands to the services it spawns (their Python children inherit it).
+NON_SETTING_ENV = frozenset({CONFIG_ENV, "LOOPLINE_SERVICE_LOG"})
+# Every [section] a Loopline config loads (the second argument of each `load` call). A new
+# config adds its section here; until then its variables only draw a warning, never an error.
+SECTIONS = frozenset({
+    "attribution", "demo", "feast", "job", "kafka", "metrics", "paths", "privacy", "retrain",
+    "serving", "services", "simulator", "training",
+})  # fmt: skip
+
+_loaded_sections: set[str] = set()
+_warned: set[str] = set()
+
+
+class ConfigWarning(UserWarning):
+    """A LOOPLINE_* variable or a TOML table that no Loopline config reads."""
+
+
+def _known_sections() -> set[str]:
+    return set(SECTIONS) | _loaded_sections
+
+
+def _owning_section(env_name: str) -> str | None:
+    """The longest known section whose LOOPLINE_<SECTION>_ prefix `env_name` has."""
+    owners = [s for s in _known_sections() if env_name.startswith(f"{ENV_PREFIX}{s.upper()}_")]
+    return max(owners, key=len) if owners else None
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, ConfigWarning, stacklevel=4)
+
+
+def _check_env(section: str, known_fields: set[str]) -> None:
+    """Refuse LOOPLINE_<SECTION>_X when X is no field; warn on variables of no section."""
+    prefix = f"{ENV_PREFIX}{section.upper()}_"
+    expected = {f"{prefix}{name.upper()}" for name in known_fields}
+    for name in sorted(os.environ):
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
+            continue
+        owner = _owning_section(name)
+        if owner is None:
+            _warn_once(
+                name,
+                f"{name} is set but names no Loopline config section (expected "
+                f"{ENV_PREFIX}<SECTION>_<FIELD> with SECTION one of "
+                f"{sorted(s.upper() for s in _known_sections())}); it is ignored",
+            )
+        elif owner == section and name not in expected:
+            close = difflib.get_close_matches(name, sorted(expected), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(
+                f"{name} is set but [{section}] has no field "
+                f"{name[len(prefix):].lower()!r}; expected one of {sorted(expected)}{hint}"
+            )
 
 
 def config_file() -> Path | None:
@@ -44,6 +106,12 @@ def _file_section(section: str) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    for table in sorted(set(data) - _known_sections()):
+        _warn_once(
+            f"[{table}]",
+            f"{path}: [{table}] names no Loopline config section (known: "
+            f"{sorted(_known_sections())}); it is ignored",
+        )
     value = data.get(section, {})
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: [{section}] must be a table, got {type(value).__name__}")
@@ -92,9 +160,11 @@ def load(cls: type[T], section: str, **overrides: Any) -> T:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
+    _loaded_sections.add(section)
     from_file = _file_section(section)
     values: dict[str, Any] = {}
     known = {f.name for f in dataclasses.fields(cls)}
+    _check_env(section, known)
     unknown = set(from_file) - known
     if unknown:
         raise ConfigError(

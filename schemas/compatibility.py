@@ -2,6 +2,12 @@
 
 Used to refuse an incompatible schema version before any producer writes with it. Implements
 the resolution rules of the Avro specification on plain JSON schemas (dicts/lists/strings).
+Kept rather than the `avro` package's ReaderWriterCompatibilityChecker because that one
+compares a short record alias with the writer's full name (the spec resolves it within the
+namespace), and because fastavro, our decoder, resolves a reader field's alias before its name,
+so a reader alias naming another writer field is refused here (the `avro` package accepts it).
+tests/unit/schemas/test_compatibility.py checks the two agree everywhere else, and that
+accepted pairs decode with fastavro.
 """
 
 from __future__ import annotations
@@ -128,6 +134,14 @@ class _Checker:
             candidates = [field["name"], *field.get("aliases", [])]
             match = next((writer_fields[c] for c in candidates if c in writer_fields), None)
             where = f"{path}.{field['name']}"
+            aliased = [a for a in field.get("aliases", []) if a in writer_fields]
+            if field["name"] in writer_fields and aliased:
+                # The spec leaves this open and fastavro (our decoder) resolves the alias over
+                # the name, so it reads the wrong field or fails: refuse it.
+                problems.append(
+                    f"{where}: ambiguous, the writer has both the field and its alias {aliased}"
+                )
+                continue
             if match is None:
                 if "default" not in field:
                     problems.append(f"{where}: reader field has no default and the writer lacks it")

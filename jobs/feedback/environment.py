@@ -10,11 +10,14 @@ from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
 from infra import jars
+from infra.metrics import MetricsConfig, flink_reporter_config, load_metrics
 from jobs.config import JobConfig
 from loopline.paths import PathsConfig
 
 
-def flink_configuration(job: JobConfig, paths: PathsConfig, embedded: bool) -> Configuration:
+def flink_configuration(
+    job: JobConfig, paths: PathsConfig, embedded: bool, metrics: MetricsConfig | None = None
+) -> Configuration:
     """Job configuration; `embedded` (mini-cluster) also ships the connector jar and names this
     interpreter for the Python workers — on a cluster, `flink run -pyexec` and the cluster's
     classpath provide those, and a second copy of the connector would clash with it."""
@@ -49,13 +52,18 @@ def flink_configuration(job: JobConfig, paths: PathsConfig, embedded: bool) -> C
         )
         conf.set_string("restart-strategy.failure-rate.delay", f"{job.restart_delay_ms} ms")
     conf.set_string("pipeline.name", job.job_name)
+    # Prometheus endpoint of the mini-cluster when [metrics] is on (a cluster's JVMs get theirs
+    # from the cluster config, infra/flink_cluster.py).
+    for key, value in flink_reporter_config(metrics or load_metrics()).items():
+        conf.set_string(key, value)
     return conf
 
 
 def create(
     job: JobConfig, paths: PathsConfig, embedded: bool = True
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
-    conf = flink_configuration(job, paths, embedded)
+    metrics = load_metrics()
+    conf = flink_configuration(job, paths, embedded, metrics)
     if embedded:
         # PyFlink's default for a local mini-cluster ("loopback") runs the Python workers as
         # threads of this process: one GIL shared with the caller (the demo's serving, a
@@ -68,6 +76,9 @@ def create(
     # pipeline.jars (`flink run` put flink-python there) and loads the jar into this client,
     # where py4j builds the operators while the job graph is built.
     env.add_jars(jars.feedback_job_jar(paths).resolve().as_uri())
+    if embedded and metrics.enabled:
+        # The mini-cluster finds reporter factories through this client's class loader.
+        env.add_jars(jars.prometheus_reporter_jar(paths).resolve().as_uri())
     env.set_parallelism(job.parallelism)
     t_env = StreamTableEnvironment.create(env)
     t_env.get_config().set("table.exec.source.idle-timeout", f"{job.idle_timeout_ms} ms")

@@ -13,8 +13,12 @@ from typing import Any
 import pytest
 
 from infra import process
+from infra.config import ServicesConfig
 from infra.kafka_broker import KafkaBroker
-from tests.integration.conftest import PREFERRED_PORTS, pick_ports
+from infra.metrics import MetricsConfig
+from infra.prometheus_server import PrometheusServer
+from loopline.paths import PathsConfig
+from tests.integration.conftest import PREFERRED_PORTS, REPORTER_PORTS, pick_port_range, pick_ports
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +42,12 @@ def own_stack_env(tmp_path: Path) -> dict[str, str]:
     env["LOOPLINE_PATHS_HOME"] = str(tmp_path / "home")
     env["LOOPLINE_SERVICES_START_TIMEOUT_S"] = "240"
     env["LOOPLINE_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{env['LOOPLINE_SERVICES_KAFKA_PORT']}"
+    # The cluster's JobManager and TaskManager report to a Prometheus of this stack.
+    taken = frozenset(int(v) for k, v in env.items() if k.startswith("LOOPLINE_SERVICES_")
+                      and k.endswith("_PORT"))
+    env["LOOPLINE_METRICS_ENABLED"] = "true"
+    env["LOOPLINE_METRICS_FLINK_PORTS"] = pick_port_range(19349, REPORTER_PORTS, taken)
+    env["LOOPLINE_METRICS_SCRAPE_INTERVAL_S"] = "1"
     return env
 
 
@@ -50,13 +60,31 @@ def status_of(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 def test_up_up_status_topics_down(own_stack_env: dict[str, str]) -> None:
     env = own_stack_env
     try:
-        first = loopline("infra", "up", "kafka", "redis", "flink", env=env)
+        first = loopline("infra", "up", "kafka", "redis", "flink", "prometheus", env=env)
         assert first.returncode == 0, first.stderr
         running = status_of(env)
         assert {n: s["state"] for n, s in running.items()} == {
-            "kafka": "running", "redis": "running", "flink": "running"}  # fmt: skip
+            "kafka": "running", "redis": "running", "flink": "running",
+            "prometheus": "running"}  # fmt: skip
         assert running["kafka"]["data_dir"].startswith(env["LOOPLINE_PATHS_HOME"])
         assert len(running["flink"]["pids"]) == 2  # JobManager + TaskManager
+        # Both cluster JVMs serve Flink's metrics on loopback, and the stack's Prometheus
+        # scrapes them (the [metrics] reporter plugin of the session cluster).
+        prometheus = PrometheusServer(
+            ServicesConfig(prometheus_port=int(env["LOOPLINE_SERVICES_PROMETHEUS_PORT"])),
+            PathsConfig(home=Path(env["LOOPLINE_PATHS_HOME"])).resolved(),
+            MetricsConfig(flink_ports=env["LOOPLINE_METRICS_FLINK_PORTS"]),
+        )
+        assert process.wait_until(
+            lambda: {s["metric"]["__name__"] for s in prometheus.query(
+                '{__name__=~"flink_(jobmanager|taskmanager)_Status_JVM_CPU_Load"}')} == {
+                "flink_jobmanager_Status_JVM_CPU_Load", "flink_taskmanager_Status_JVM_CPU_Load"},
+            120,
+        ), prometheus.active_targets()
+        first, last = (int(p) for p in env["LOOPLINE_METRICS_FLINK_PORTS"].split("-"))
+        reporting = [p for p in range(first, last + 1) if process.listen_addresses(p)]
+        assert len(reporting) == 2
+        assert all(process.listen_addresses(p) == {"127.0.0.1"} for p in reporting)
 
         second = loopline("infra", "up", env=env)  # default: every configured service
         assert second.returncode == 0, second.stderr

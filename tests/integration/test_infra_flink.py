@@ -8,6 +8,7 @@ import signal
 import sys
 import textwrap
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,13 +18,32 @@ from kafka import KafkaProducer
 from infra import flink_probe, jars, process
 from infra.flink_cluster import FlinkCluster
 from infra.flink_jobs import cancel_job, flink_run, list_jobs, wait_for_job
+from infra.metrics import REPORTER_FACTORY, MetricsConfig
 from infra.topics import TopicSpec, consume_records, create_topics, delete_topics
 from loopline.kafka import KafkaConfig
 
 pytestmark = pytest.mark.integration
 
 
-def test_up_again_is_a_noop_and_status_reports(flink_cluster: FlinkCluster) -> None:
+def _taskmanagers_registered(cluster: FlinkCluster) -> int | None:
+    return (cluster.overview() or {}).get("taskmanagers")
+
+
+@pytest.fixture
+def one_taskmanager(flink_cluster: FlinkCluster) -> FlinkCluster:
+    """The session cluster with exactly one live, registered TaskManager, whatever an earlier
+    test (here or in another module) left: `up` repairs a missing one, extras are stopped."""
+    flink_cluster.up()
+    extras = flink_cluster.taskmanager_pids()[1:]
+    if extras:
+        process.terminate(extras, 30, "leftover taskmanagers")
+    assert process.wait_until(lambda: _taskmanagers_registered(flink_cluster) == 1, 120)
+    assert len(flink_cluster.taskmanager_pids()) == 1
+    return flink_cluster
+
+
+def test_up_again_is_a_noop_and_status_reports(one_taskmanager: FlinkCluster) -> None:
+    flink_cluster = one_taskmanager
     before = flink_cluster.status()
     after = flink_cluster.up()
     assert after.running and after.pids == before.pids
@@ -42,7 +62,8 @@ def test_cluster_config_uses_this_python_and_our_dirs(flink_cluster: FlinkCluste
     assert (flink_cluster.lib_dir / connector.name).resolve() == connector.resolve()
 
 
-def test_taskmanager_pid_is_the_taskmanager_jvm(flink_cluster: FlinkCluster) -> None:
+def test_taskmanager_pid_is_the_taskmanager_jvm(one_taskmanager: FlinkCluster) -> None:
+    flink_cluster = one_taskmanager
     [pid] = flink_cluster.taskmanager_pids()
     assert "TaskManagerRunner" in process.cmdline(pid)
     [jm] = flink_cluster.jobmanager_pids()
@@ -93,24 +114,27 @@ def test_cancel_a_running_job(flink_cluster: FlinkCluster, tmp_path: Path) -> No
     assert wait_for_job(job.job_id, timeout_s=120, cluster=flink_cluster) == "CANCELED"
 
 
-def test_start_and_stop_an_extra_taskmanager(flink_cluster: FlinkCluster) -> None:
-    [first] = flink_cluster.taskmanager_pids()
-    extra = flink_cluster.start_taskmanager()
-    assert extra != first and set(flink_cluster.taskmanager_pids()) == {first, extra}
-    assert process.wait_until(
-        lambda: (flink_cluster.overview() or {}).get("taskmanagers") == 2, 120
-    )
-    # A SIGTERM'd TaskManager deregisters on the way out, leaving the cluster as it was.
-    process.terminate([extra], 30, "extra taskmanager")
-    assert flink_cluster.taskmanager_pids() == [first]
-    assert process.wait_until(
-        lambda: (flink_cluster.overview() or {}).get("taskmanagers") == 1, 120
-    )
-    assert flink_cluster.status().running
+def test_start_and_stop_an_extra_taskmanager(one_taskmanager: FlinkCluster) -> None:
+    cluster = one_taskmanager
+    [first] = cluster.taskmanager_pids()
+    extra = cluster.start_taskmanager()
+    try:
+        assert extra != first
+        assert "TaskManagerRunner" in process.cmdline(extra)  # the JVM, not the forked shell
+        assert set(cluster.taskmanager_pids()) == {first, extra}
+        assert process.wait_until(lambda: _taskmanagers_registered(cluster) == 2, 120)
+        # A SIGTERM'd TaskManager deregisters on the way out, leaving the cluster as it was.
+        process.terminate([extra], 30, "extra taskmanager")
+        assert cluster.taskmanager_pids() == [first]
+        assert process.wait_until(lambda: _taskmanagers_registered(cluster) == 1, 120)
+        assert cluster.status().running
+    finally:
+        process.terminate([extra], 30, "extra taskmanager")  # no-op when already stopped
 
 
-def test_up_repairs_a_killed_taskmanager(flink_cluster: FlinkCluster) -> None:
+def test_up_repairs_a_killed_taskmanager(one_taskmanager: FlinkCluster) -> None:
     """Kill -9 the TaskManager as the reliability tests will; `up` starts a new one."""
+    flink_cluster = one_taskmanager
     [tm] = flink_cluster.taskmanager_pids()
     os.kill(tm, signal.SIGKILL)
     assert process.wait_until(lambda: not process.is_alive(tm), 30)
@@ -124,3 +148,24 @@ def test_up_repairs_a_killed_taskmanager(flink_cluster: FlinkCluster) -> None:
     assert process.wait_until(
         lambda: (flink_cluster.overview() or {}).get("taskmanagers") == 1, 120
     )
+
+
+def test_metrics_on_adds_the_reporter_plugin_and_config(
+    flink_cluster: FlinkCluster, tmp_path: Path
+) -> None:
+    """With [metrics] on, `up` would start every JVM with our Prometheus reporter (checked on
+    the written config; the session cluster itself runs with metrics off)."""
+    cluster = FlinkCluster(
+        flink_cluster.cfg,
+        replace(flink_cluster.paths, home=tmp_path),
+        MetricsConfig(enabled=True, flink_ports="29249-29251"),
+    )
+    cluster.prepare()
+    conf = yaml.safe_load((cluster.conf_dir / "config.yaml").read_text())
+    reporter = conf["metrics"]["reporter"]["prom"]
+    assert reporter == {"factory": {"class": REPORTER_FACTORY}, "host": "127.0.0.1",
+                        "port": "29249-29251"}
+    [jar] = (cluster.plugins_dir / "loopline-metrics-prometheus").iterdir()
+    assert jar.resolve() == jars.prometheus_reporter_jar(cluster.paths).resolve()
+    assert (cluster.plugins_dir / "metrics-prometheus").is_dir()  # the wheel's plugins too
+    assert cluster.script_env()["FLINK_PLUGINS_DIR"] == str(cluster.plugins_dir)

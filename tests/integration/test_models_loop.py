@@ -22,6 +22,7 @@ import uvicorn
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from bench import synthetic
 from cli.main import main as loopline
 from feature_repo.store import FeastConfig, feature_store
 from jobs.config import JobConfig
@@ -29,7 +30,6 @@ from jobs.feedback.run import run as run_job
 from loopline.kafka import KafkaConfig
 from loopline.net import free_port
 from loopline.paths import PathsConfig
-from models import synthetic
 from models.registry import Registry
 from models.serving.app import create_app
 from models.serving.config import ServingConfig

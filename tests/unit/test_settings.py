@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,3 +182,68 @@ def test_paths_are_resolved_and_follow_env(
     assert paths.home == (tmp_path / "home").resolve()
     assert paths.services == paths.home / "services"
     assert paths.jars.is_absolute()
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees its own once-per-name warnings."""
+    monkeypatch.setattr(settings, "_warned", set())
+
+
+def test_a_misspelt_variable_of_the_section_is_refused_like_a_toml_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOOPLINE_SAMPLE_CUONT", "3")
+    with pytest.raises(ConfigError) as err:
+        settings.load(Sample, "sample")
+    message = str(err.value)
+    assert "LOOPLINE_SAMPLE_CUONT" in message and "[sample] has no field 'cuont'" in message
+    assert "did you mean LOOPLINE_SAMPLE_COUNT?" in message
+
+
+def test_a_misspelt_variable_of_another_section_does_not_block_this_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the section being loaded judges its variables; kafka's typo fails load_kafka."""
+    monkeypatch.setenv("LOOPLINE_KAFKA_BOOTSTRAP_SEVERS", "x:1")
+    assert settings.load(Sample, "sample") == Sample()
+    with pytest.raises(ConfigError, match="did you mean LOOPLINE_KAFKA_BOOTSTRAP_SERVERS"):
+        load_kafka()
+
+
+def test_a_variable_of_no_known_section_warns_once(
+    monkeypatch: pytest.MonkeyPatch, fresh_warnings: None
+) -> None:
+    monkeypatch.setenv("LOOPLINE_KAFAK_BOOTSTRAP_SERVERS", "x:1")
+    with pytest.warns(settings.ConfigWarning, match="LOOPLINE_KAFAK_BOOTSTRAP_SERVERS"):
+        assert settings.load(Sample, "sample") == Sample()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        settings.load(Sample, "sample")  # already said once
+
+
+def test_non_setting_variables_neither_warn_nor_fail(
+    monkeypatch: pytest.MonkeyPatch, fresh_warnings: None, config_file: Path
+) -> None:
+    config_file.write_text("")
+    monkeypatch.setenv("LOOPLINE_SERVICE_LOG", "/tmp/x.log")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert settings.load(Sample, "sample") == Sample()
+
+
+def test_every_config_in_the_repo_loads_a_listed_section() -> None:
+    """A config whose section is missing from SECTIONS would make its variables warn."""
+    repo = Path(__file__).resolve().parents[2]
+    used = set()
+    for source in repo.glob("*/**/*.py"):
+        if ".venv" in source.parts or "tests" in source.parts:
+            continue
+        used |= set(re.findall(r'settings\.load\(\s*\w+,\s*"(\w+)"', source.read_text()))
+    assert used and used <= settings.SECTIONS, used - settings.SECTIONS
+
+
+def test_an_unknown_toml_table_warns(config_file: Path, fresh_warnings: None) -> None:
+    config_file.write_text('[sampel]\nname = "x"\n')
+    with pytest.warns(settings.ConfigWarning, match=r"\[sampel\] names no Loopline config"):
+        assert settings.load(Sample, "sample") == Sample()

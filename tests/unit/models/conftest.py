@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from feast import FeatureStore
 
+from bench import synthetic
 from feature_repo.store import FeastConfig, feature_store
 from loopline.paths import PathsConfig, load_paths
-from models import synthetic
 
 START_MS = 1_767_261_600_000  # 2026-01-01T10:00Z
 HOURS = 3

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import synthetic
 from cli.main import main
-from models import synthetic
 from models.registry import Registry
 from tests.unit.models.conftest import SLICE, START_MS, Shop, loopline_home
 

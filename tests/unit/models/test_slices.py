@@ -10,9 +10,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from bench import synthetic
 from jobs.transforms import slices as contract
 from loopline.paths import PathsConfig
-from models import slices, synthetic
+from models import slices
 from models.errors import SliceError
 from schemas import topics
 from tests.unit.models.conftest import START_MS

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench import synthetic
 from feature_repo import names
-from models import features, slices, synthetic
+from models import features, slices
 from models.errors import RegistryError, SliceError, TrainingError
 from models.registry import Registry
 from models.training import TrainingConfig, train

@@ -6,8 +6,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from bench import synthetic
 from loopline.paths import PathsConfig
-from models import synthetic
 from models.registry import LINEAGE_FILE, Registry
 from models.triggers import DECISIONS_FILE, TriggerConfig, check
 from tests.unit.models.conftest import START_MS

@@ -1,4 +1,5 @@
-"""A small synthetic shop in the exact shape of the job's outputs, for tests and benchmarks.
+"""A small synthetic shop in the exact shape of the job's outputs, for tests and benchmarks
+(scaffolding, kept out of the product packages: models/ never imports it).
 
 Items have a true appeal (click probability at the top position) and users an activity level;
 a click at position j happens with probability appeal · activity / (1 + j) (position bias).

@@ -7,7 +7,7 @@ control mean. Point estimates come from DoWhy; standard errors are analytic (HC2
 DoWhy's fitted OLS, influence functions for the propensity estimators) because DoWhy only
 offers bootstrap intervals for these, which would not fit the 1 M-user budget.
 
-Checked on planted effects (see `attribution.benchmark`): linear regression with interactions
+Checked on planted effects (see `bench.attribution_studies`): linear regression with interactions
 and the doubly robust estimator are unbiased on the confounded simulation; DoWhy's
 propensity_score_weighting clips scores to [0.05, 0.95], which biases it when a version goes
 almost only to one segment, so it is not a default estimator.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from attribution.simulate import SimulationSpec, VersionSpec, default_versions, simulate
-from attribution.simulate_files import WrittenFiles, write_contracts
+from bench.attribution_files import WrittenFiles, write_contracts
+from bench.attribution_world import SimulationSpec, VersionSpec, default_versions, simulate
 from cli.main import main
 
 WINDOW = 48  # hours; short windows keep the number of hourly partitions small

@@ -12,8 +12,8 @@ import pytest
 from attribution.config import AttributionConfig
 from attribution.data import activity_tiers, aggregate_users, load_analysis_table, prepare_table
 from attribution.errors import InputDataError
-from attribution.simulate import SimulationSpec, simulate
-from attribution.simulate_files import write_contracts
+from bench.attribution_files import write_contracts
+from bench.attribution_world import SimulationSpec, simulate
 
 CFG = AttributionConfig(attribution_window_hours=24, pre_period_hours=48)
 T0 = pd.Timestamp("2026-11-02T00:00Z")

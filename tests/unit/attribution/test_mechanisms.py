@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from attribution.mechanisms import MECHANISMS, decompose
-from attribution.simulate import SimulationSpec, VersionSpec, simulate
+from bench.attribution_world import SimulationSpec, VersionSpec, simulate
 
 
 def _parts(users: pd.DataFrame) -> tuple[float, dict[str, float]]:

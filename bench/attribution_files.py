@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attribution.data import IMPRESSIONS, UNMATCHED
-from attribution.simulate import Simulation
+from bench.attribution_world import Simulation
 from jobs.transforms import slices
 
 HOUR_MS = 3_600_000

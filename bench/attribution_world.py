@@ -1,10 +1,10 @@
-"""Synthetic rollouts with planted effects, for tests and benchmarks.
+"""Synthetic rollouts with planted effects, for tests and benchmarks (not product code).
 
 `simulate()` draws a per-user table in exactly the shape `data.build_analysis_table` produces,
 plus the ground truth (each user's expected revenue under every version), so an estimate can
 be checked against the uplift that was planted. Rollouts can be a hash split or confounded
 (a version shown mostly to heavy users), and a split can be broken on purpose (SRM).
-`write_contracts()` (in `attribution.synthetic_files`) expands a simulation into the Parquet
+`write_contracts()` (in `bench.attribution_files`) expands a simulation into the Parquet
 slices, manifests and lineage files that `loopline attribute` reads.
 """
 

@@ -197,3 +197,80 @@ def standardized_mean_differences(
         pooled = math.sqrt((x1.var() + x0.var()) / 2.0)
         out[name] = float(abs(x1.mean() - x0.mean()) / pooled) if pooled > 0 else 0.0
     return out
+
+
+def arm_influence(
+    y: np.ndarray, treated: np.ndarray, covariates: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit influence values (psi1, psi0) of the regression-adjusted arm means (Lin 2013).
+
+    Each arm gets its own OLS on covariates centred over the whole sample; the arm's adjusted
+    mean is the average prediction over everyone, and psi_a = m_a(x) + 1[arm a]/share_a ·
+    (y − m_a(x)) has that mean. Without covariates psi reduces to the plain arm means, so every
+    metric (ratio or not) gets one SE recipe from the same per-unit values.
+    """
+    t = treated.astype(bool)
+    xc = covariates - covariates.mean(axis=0) if covariates.size else covariates
+    if xc.size:
+        xc = xc[:, xc.std(axis=0) > 0]
+    design = np.column_stack([np.ones(t.size), xc]) if xc.size else np.ones((t.size, 1))
+    out = []
+    for arm in (t, ~t):
+        share = arm.mean()
+        coef, *_ = np.linalg.lstsq(design[arm], y[arm], rcond=None)
+        fitted = design @ coef
+        out.append(fitted + arm / max(share, 1e-12) * (y - fitted))
+    return out[0], out[1]
+
+
+def metric_estimate(
+    numerator: np.ndarray,
+    denominator: np.ndarray | None,
+    treated: np.ndarray,
+    covariates: np.ndarray,
+    estimator: str,
+    alpha: float,
+) -> Estimate:
+    """Treated minus control of mean(numerator) [/ mean(denominator)], covariate-adjusted.
+
+    A ratio metric (clicks per impression) is a ratio of two adjusted means per arm; its SE comes
+    from the delta method on the per-unit influence values, so users (not impressions) stay the
+    independent units even though the ratio is per impression.
+    """
+    t = treated.astype(bool)
+    n = t.size
+    n1, n0 = int(t.sum()), int(n - t.sum())
+    if n1 < 2 or n0 < 2:
+        nan = float("nan")
+        return Estimate(estimator, nan, nan, nan, nan, nan, nan, nan, nan, nan, n1, n0)
+    p1, p0 = arm_influence(numerator.astype(float), t, covariates)
+    if denominator is None:
+        r1, r0, inf1, inf0 = p1.mean(), p0.mean(), p1, p0
+    else:
+        q1, q0 = arm_influence(denominator.astype(float), t, covariates)
+        d1, d0 = q1.mean(), q0.mean()
+        r1 = p1.mean() / d1 if d1 else float("nan")
+        r0 = p0.mean() / d0 if d0 else float("nan")
+        inf1 = (p1 - r1 * q1) / d1 + r1 if d1 else np.full(n, np.nan)
+        inf0 = (p0 - r0 * q0) / d0 + r0 if d0 else np.full(n, np.nan)
+    diff = inf1 - inf0
+    cov = np.cov(np.vstack([diff, inf0])) / n
+    effect, base = float(r1 - r0), float(r0)
+    se = math.sqrt(max(float(cov[0, 0]), 0.0))
+    rel_se = ratio_se(effect, base, float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1]))
+    return make_estimate(estimator, effect, se, base, rel_se, n1, n0, alpha)
+
+
+def minimum_detectable_effect(se: float, alpha: float, power: float = 0.8) -> float:
+    """Smallest true effect a two-sided test at `alpha` detects with `power`, given the SE."""
+    if not math.isfinite(se) or se <= 0:
+        return float("nan")
+    return float((z_value(alpha) + sps.norm.ppf(power)) * se)
+
+
+def users_needed(se: float, users: int, effect: float, alpha: float, power: float = 0.8) -> float:
+    """Users (at the same split and variance) for `effect` to be detected with `power`: the SE
+    shrinks as 1/sqrt(users)."""
+    if not math.isfinite(se) or se <= 0 or effect == 0:
+        return float("nan")
+    return float(users * ((z_value(alpha) + sps.norm.ppf(power)) * se / abs(effect)) ** 2)

@@ -20,7 +20,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> WrittenFiles:
     # v3 registered without lineage: the report must fail that check, not crash.
     versions = (v1, v2, VersionSpec(**{**v3.__dict__, "has_lineage": False}))
     spec = SimulationSpec(
-        n_users=3_000, versions=versions, window_hours=WINDOW, pre_period_hours=WINDOW
+        n_users=3_000,
+        versions=versions,
+        window_hours=WINDOW,
+        pre_period_hours=WINDOW,
+        negative_control_hours=WINDOW / 2,
     )
     return write_contracts(
         simulate(spec, seed=7), tmp_path_factory.mktemp("home"), exposure_hours=24

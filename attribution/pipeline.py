@@ -116,7 +116,15 @@ def run(
             *validity.refuters(v, res.refuters, cfg.refuter_errors_fail),
             validity.agreement(v, res.estimates, cfg.alpha),
             validity.naive_difference(v, readout.naive_biased, readout.naive_note),
-            validity.assignment(v, srm_check, readout.balance, cfg.max_balance_smd),
+            validity.assignment(
+                v,
+                srm_check,
+                {k: b for k, b in readout.balance.items() if k in res.adjustment_set},
+                cfg.max_balance_smd,
+                int(res.treated.sum()),
+                int((~res.treated).sum()),
+                cfg.srm_alpha,
+            ),
             _negative_control(users, covs, v, control, cfg),
         ]
         checks += v_checks

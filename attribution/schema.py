@@ -2,8 +2,8 @@
 
 Version 2 (from 1): `metric`, `design`, `glossary`; a compared version may carry
 `estimation_error` and no estimates (nothing to estimate, e.g. a constant outcome); statements
-may have null numbers then. Additive changes (new optional keys) keep the version; renaming or removing a key, or changing
-its meaning, bumps the version.
+may have null numbers then. Additive changes (new optional keys) keep the version; renaming
+or removing a key, or changing its meaning, bumps it.
 """
 
 from __future__ import annotations

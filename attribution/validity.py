@@ -39,8 +39,9 @@ RULES = {
     "of an arm",
     "negative_control": "fails when the version has a significant (negative_control_alpha) "
     "adjusted 'effect' on revenue in the held-out window before exposure",
-    "assignment": "warns (and the headline says OBSERVATIONAL) when SRM fails or a pre-exposure "
-    "standardised difference exceeds max_balance_smd",
+    "assignment": "the headline says OBSERVATIONAL when SRM fails or a pre-exposure "
+    "standardised difference exceeds max_balance_smd; with a randomised split on record that "
+    "imbalance (beyond chance at srm_alpha) fails, without one it warns",
     "estimator_agreement": "warns when two estimators differ by more than z(1 - alpha/2) "
     "combined SEs",
     "naive_difference": "warns when the naive interval excludes the adjusted estimate or the "
@@ -238,33 +239,65 @@ def negative_control(version: str, estimate: Estimate | None, alpha: float, why:
     )
 
 
-def assignment(version: str, srm_check: Check, balance: dict[str, float], max_smd: float) -> Check:
-    """Randomised or observational: said out loud, because it changes what the number means."""
+def assignment(
+    version: str,
+    srm_check: Check,
+    balance: dict[str, float],
+    max_smd: float,
+    n_treated: int,
+    n_control: int,
+    srm_alpha: float,
+) -> Check:
+    """Randomised or observational: said out loud, because it changes what the number means.
+
+    With an intended (randomised) split on record, pre-exposure imbalance beyond `max_smd` that
+    chance cannot explain (z test of the standardised difference at `srm_alpha`) means the
+    randomisation broke: a failure like SRM. Without one it is a warning: the rollout was
+    never claimed to be random, the estimate is simply observational.
+    """
     worst = max(balance.items(), key=lambda kv: kv[1], default=("", 0.0))
+    chance_sd = math.sqrt(1.0 / max(n_treated, 1) + 1.0 / max(n_control, 1))
+    beyond_chance = worst[1] / chance_sd > float(sps.norm.ppf(1 - srm_alpha / 2))
+    randomised = srm_check.status != "skipped"
     reasons = []
     if srm_check.status == "fail":
         reasons.append("users per version do not match the intended split (SRM)")
-    if worst[1] > max_smd:
+    if worst[1] > max_smd and (beyond_chance or not randomised):
         reasons.append(
             f"arms differ before exposure ({worst[0]} standardised difference {worst[1]:.2f} > "
             f"{max_smd:g})"
         )
+    details = {"observational": bool(reasons), "max_smd": worst[1], "randomised_split": randomised}
     if reasons:
         return Check(
             "assignment",
             version,
-            "warn",
+            "fail" if randomised else "warn",
             "; ".join(reasons)
-            + ": the estimate is observational and rests on there being no unobserved "
+            + (
+                ": the registered randomised split did not hold"
+                if randomised
+                else ": no randomised split is on record"
+            )
+            + "; the estimate is observational and rests on there being no unobserved "
             "confounding",
-            {"observational": True, "max_smd": worst[1]},
+            details,
+        )
+    if not randomised and not balance:
+        return Check(
+            "assignment",
+            version,
+            "warn",
+            "no intended split on record and no pre-exposure covariate to check balance: "
+            "nothing shows the assignment was random",
+            {**details, "observational": True},
         )
     return Check(
         "assignment",
         version,
         "pass",
         f"consistent with a randomised split (largest standardised difference {worst[1]:.2f})",
-        {"observational": False, "max_smd": worst[1]},
+        details,
     )
 
 

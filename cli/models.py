@@ -111,6 +111,20 @@ def _models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_register_external(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+
+    doc = Registry.from_paths(_paths()).register_external(
+        args.name, args.policy, args.description or ""
+    )
+    if args.json:
+        _print_json(doc)
+    else:
+        print(f"registered external policy {doc['model_version']}: {doc['policy']} "
+              "(no training slice; attribution does not ask it for lineage)")
+    return 0
+
+
 def _print_state(state: Any) -> None:
     arms = ", ".join(f"{a.name}={a.version} {a.weight * 100:g}%" for a in state.arms)
     print(f"rollout {state.experiment}: {arms}")
@@ -233,6 +247,14 @@ def register(subparsers: Any) -> None:
     q.set_defaults(func=_models_rollout)
     q = sub.add_parser("rollback", help="drop the canary, or return to the previous version")
     q.set_defaults(func=_models_rollback)
+    q = sub.add_parser("register-external",
+                       help="register a baseline/external policy that has no training slice")
+    q.add_argument("name", help="the model_version its logs carry, e.g. popularity, ts-bandit")
+    q.add_argument("--policy", required=True,
+                   help="what it is, e.g. 'thompson sampling over 80 items'")
+    q.add_argument("--description", help="free text shown in reports")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_models_register_external)
 
     p = subparsers.add_parser("lineage", help="trace a model version to its slice and offsets")
     sub = p.add_subparsers(dest="lineage_command", required=True)

@@ -78,7 +78,9 @@ def test_constant_outcome_is_a_failed_check_never_a_zero_interval(tmp_path: Path
     statement = doc["headline"]["statements"][0]
     assert statement["effect"] is None and "NOT ESTIMATED" in statement["text"]
     # The clicks in the same data still have an interval, in the metric table of another run.
-    clicks = _run(users, tmp_path / "models", AttributionConfig(metric="clicks", run_refuters=False))
+    clicks = _run(
+        users, tmp_path / "models", AttributionConfig(metric="clicks", run_refuters=False)
+    )
     assert clicks["versions"][1]["estimates"][0]["se"] > 0
 
 
@@ -145,7 +147,7 @@ def test_a_tie_never_chooses_the_control(tmp_path: Path) -> None:
     users["arm"] = users["version"]
     users["version"] = ["v1", "v2"] * 100
     users["arm"] = users["version"]
-    with pytest.raises(InputDataError, match="cannot choose a control.*--control"):
+    with pytest.raises(InputDataError, match=r"cannot choose a control.*--control"):
         pipeline.run(prepare_table(users, CFG), tmp_path, CFG, refute=False)
     doc = pipeline.run(
         prepare_table(users, CFG), tmp_path, AttributionConfig(control_version="v2"), refute=False

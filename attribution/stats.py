@@ -201,26 +201,38 @@ def standardized_mean_differences(
 
 def arm_influence(
     y: np.ndarray, treated: np.ndarray, covariates: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-unit influence values (psi1, psi0) of the regression-adjusted arm means (Lin 2013).
+) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Adjusted arm means (mu1, mu0) and per-unit influence values (psi1, psi0) (Lin 2013).
 
     Each arm gets its own OLS on covariates centred over the whole sample; the arm's adjusted
-    mean is the average prediction over everyone, and psi_a = m_a(x) + 1[arm a]/share_a ·
-    (y − m_a(x)) has that mean. Without covariates psi reduces to the plain arm means, so every
-    metric (ratio or not) gets one SE recipe from the same per-unit values.
+    mean is the average prediction over everyone, and psi_a = m_a(x) + w · 1[arm a] · (y −
+    m_a(x)) has that mean, with w = n · e₀ᵀ(X_aᵀX_a)⁻¹x the regression's implied weight of each
+    unit of arm a in predicting the whole-sample mean. Under randomisation w ≈ 1/share_a; when
+    the arms differ in their covariates w is what carries the residual noise to the other arm's
+    covariate mix (with 1/share_a a confounded CTR's mean SE was 0.00172 against an actual spread
+    of 0.00213 over 60 seeds of 3,000 users; with w 0.00202). Without
+    covariates psi reduces to the plain arm means, so every metric (ratio or not) gets one SE
+    recipe from the same per-unit values. Residuals are leverage-corrected (e / sqrt(1 − h), as
+    HC2 does) for the variance, so psi's mean is not exactly mu; use mu for the point estimate.
     """
     t = treated.astype(bool)
     xc = covariates - covariates.mean(axis=0) if covariates.size else covariates
     if xc.size:
         xc = xc[:, xc.std(axis=0) > 0]
     design = np.column_stack([np.ones(t.size), xc]) if xc.size else np.ones((t.size, 1))
-    out = []
+    means, out = [], []
     for arm in (t, ~t):
-        share = arm.mean()
-        coef, *_ = np.linalg.lstsq(design[arm], y[arm], rcond=None)
+        xa = design[arm]
+        inv = _xtx_inverse(xa)
+        coef = inv @ (xa.T @ y[arm])
         fitted = design @ coef
-        out.append(fitted + arm / max(share, 1e-12) * (y - fitted))
-    return out[0], out[1]
+        # Row 0 of (X_aᵀX_a)⁻¹: the intercept's (= the adjusted mean's) linear weights.
+        weight = t.size * (design @ inv[0])
+        leverage = np.einsum("ij,jk,ik->i", design, inv, design)
+        resid = (y - fitted) / np.sqrt(np.clip(1.0 - leverage, 1e-8, None))
+        means.append(float(coef[0]))
+        out.append(fitted + arm * weight * resid)
+    return means[0], means[1], out[0], out[1]
 
 
 def metric_estimate(
@@ -243,16 +255,15 @@ def metric_estimate(
     if n1 < 2 or n0 < 2:
         nan = float("nan")
         return Estimate(estimator, nan, nan, nan, nan, nan, nan, nan, nan, nan, n1, n0)
-    p1, p0 = arm_influence(numerator.astype(float), t, covariates)
+    m1, m0, p1, p0 = arm_influence(numerator.astype(float), t, covariates)
     if denominator is None:
-        r1, r0, inf1, inf0 = p1.mean(), p0.mean(), p1, p0
+        r1, r0, inf1, inf0 = m1, m0, p1, p0
     else:
-        q1, q0 = arm_influence(denominator.astype(float), t, covariates)
-        d1, d0 = q1.mean(), q0.mean()
-        r1 = p1.mean() / d1 if d1 else float("nan")
-        r0 = p0.mean() / d0 if d0 else float("nan")
-        inf1 = (p1 - r1 * q1) / d1 + r1 if d1 else np.full(n, np.nan)
-        inf0 = (p0 - r0 * q0) / d0 + r0 if d0 else np.full(n, np.nan)
+        d1, d0, q1, q0 = arm_influence(denominator.astype(float), t, covariates)
+        r1 = m1 / d1 if d1 else float("nan")
+        r0 = m0 / d0 if d0 else float("nan")
+        inf1 = (p1 - r1 * q1) / d1 if d1 else np.full(n, np.nan)
+        inf0 = (p0 - r0 * q0) / d0 if d0 else np.full(n, np.nan)
     diff = inf1 - inf0
     cov = np.cov(np.vstack([diff, inf0])) / n
     effect, base = float(r1 - r0), float(r0)

@@ -104,9 +104,32 @@ def test_attribute_without_user_table_uses_activity_tiers(
     assert all(not v["refuters"] for v in report["versions"])
 
 
+def test_attribute_any_metric_and_a_power_plan(
+    files: WrittenFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    period = ["--since", files.since.isoformat(), "--until", files.until.isoformat()]
+    out = tmp_path / "report"
+    argv = ["attribute", "--home", str(files.home), *period, "--no-refuters", "--control", "v1"]
+    assert main([*argv, "--out", str(out), "--metric", "ctr"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["metric"] == "ctr" and "clicks per impression" in report["outcome"]
+    v2 = next(v for v in report["versions"] if v["model_version"] == "v2")
+    assert v2["estimates"][0]["estimator"] == "ratio_of_adjusted_means"
+    assert set(v2["metrics"]) == {"revenue", "clicks", "purchases", "conversion", "ctr"}
+    capsys.readouterr()
+    assert main([*argv, "--plan", "100000", "--uplift", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "power plan for revenue per user vs v1" in printed
+    assert "with 100,000 users the smallest uplift detected at 80% power" in printed
+    assert "+2 needs" in printed and "days at the observed rate" in printed
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["--uplift", "3"], "--uplift needs --plan USERS"),
+        (["--plan", "0"], "expected a positive number of users"),
+        (["--metric", "dwell"], "invalid choice: 'dwell'"),
         (["--since", "yesterday-ish"], "expected an ISO-8601 time"),
         (["--since", "2026-11-03", "--until", "2026-11-02"], "must be before --until"),
         (["--users", "/nonexistent/users.parquet"], "no such file"),

@@ -297,11 +297,19 @@ def _mechanisms(report: dict[str, Any]) -> str:
             for k, r in d["rates"].items()
         )
         parts = ", ".join(
-            f"{p['mechanism'].replace('_', ' ')} {p['contribution']:+.3g}" for p in d["parts"]
+            f"{p['mechanism'].replace('_', ' ')} {p['contribution']:+.3g}"
+            + (
+                f" [{p['band_95'][0]:+.3g}, {p['band_95'][1]:+.3g}]"
+                + (" noise" if p.get("noise") else "")
+                if p.get("band_95")
+                else ""
+            )
+            for p in d["parts"]
         )
         out.append(
             f"<p class=note>{escape(d['from_version'])} → {escape(d['to_version'])}: total "
-            f"{d['total']:+.4g} per user = {escape(parts)}.</p><details><summary>Mechanism "
+            f"{d['total']:+.4g} revenue per user = {escape(parts)} (95% bootstrap bands; "
+            "'noise' = the band includes 0).</p><details><summary>Mechanism "
             f"rates</summary><table><tr><th>mechanism</th><th>{escape(d['from_version'])}</th>"
             f"<th>{escape(d['to_version'])}</th></tr>{rates}</table></details>"
         )

@@ -486,9 +486,10 @@ def comparison_frame_restandardise(
 # The pass/fail rule of each refuter, as written in the report's glossary.
 REFUTER_RULES = {
     "placebo_treatment_refuter": (
-        "the treatment is permuted; the mean placebo estimate must be within "
-        "z(1 - alpha/2) · SE / sqrt(simulations) of 0, else fail. (DoWhy's 'significant' here "
-        "means the real estimate stands out from the placebo ones, which is not a failure.)"
+        "the treatment is permuted; fail when the mean placebo estimate is farther from 0 than "
+        "both z(1 - alpha/2) · SE / sqrt(simulations) and refuter_tolerance_se · SE. (DoWhy's "
+        "'significant' here means the real estimate stands out from the placebo ones, which is "
+        "not a failure.)"
     ),
     "random_common_cause": (
         "a random covariate is added; fail when DoWhy rejects the original estimate at alpha "
@@ -517,7 +518,11 @@ def refuter_verdict(
     """(status, why) for one refuter from its numbers; the rules are REFUTER_RULES."""
     z = z_value(cfg.alpha)
     if name == "placebo_treatment_refuter":
-        limit = z * base.se / math.sqrt(max(simulations, 1))
+        # Beyond sampling noise of the mean placebo AND material (refuter_tolerance_se): at
+        # alpha alone a sound analysis would fail one version in twenty.
+        limit = max(
+            z * base.se / math.sqrt(max(simulations, 1)), cfg.refuter_tolerance_se * base.se
+        )
         if not math.isfinite(new) or abs(new) > limit:
             return "fail", (
                 f"placebo (permuted) treatment gives {new:.4g}, beyond ±{limit:.3g} around 0: "

@@ -164,3 +164,58 @@ def test_bad_arguments_are_one_line_errors(
 def test_out_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["attribute"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def new_users_clicks_only(tmp_path_factory: pytest.TempPathFactory) -> WrittenFiles:
+    """Shaped like a public bandit log: every user new, clicks but no purchases or revenue,
+    two arms neither of which is named "control"."""
+    v1, v2, _ = default_versions()
+    versions = (
+        VersionSpec(**{**v1.__dict__, "arm": "uniform"}),
+        VersionSpec(**{**v2.__dict__, "arm": "thompson"}),
+    )
+    spec = SimulationSpec(
+        n_users=1_500,
+        versions=versions,
+        assignment="random",
+        window_hours=WINDOW,
+        pre_period_hours=WINDOW,
+        negative_control_hours=WINDOW / 2,
+    )
+    sim = simulate(spec, seed=9)
+    users = sim.users
+    for col in ("pre_revenue", "pre_events", "pre_purchases", "nc_revenue", "revenue"):
+        users[col] = 0
+    for col in ("attributed_purchases", "organic_purchases", "purchases", "converted"):
+        users[col] = 0
+    users[["attributed_revenue", "organic_revenue"]] = 0.0
+    return write_contracts(sim, tmp_path_factory.mktemp("bandit"), exposure_hours=24)
+
+
+def test_a_log_unlike_the_simulator_still_gets_a_report(
+    new_users_clicks_only: WrittenFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = new_users_clicks_only
+    argv = [
+        "attribute",
+        "--home",
+        str(files.home),
+        "--since",
+        files.since.isoformat(),
+        "--until",
+        files.until.isoformat(),
+        "--control",
+        "v1",
+    ]
+    assert main([*argv, "--out", str(tmp_path / "revenue")]) == 0
+    report = json.loads((tmp_path / "revenue" / "report.json").read_text())
+    assert not report["trustworthy"]
+    failed = report["headline"]["failed_checks"]
+    assert "v2: estimation" in failed and "NOT ESTIMATED" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "clicks"), "--metric", "clicks"]) == 0
+    clicks = json.loads((tmp_path / "clicks" / "report.json").read_text())
+    v2 = clicks["versions"][1]
+    assert v2["estimates"][0]["estimator"] == "backdoor.linear_regression"
+    assert v2["estimates"][0]["se"] > 0
+    assert {s["estimator"] for s in v2["skipped_estimators"]} == {"backdoor.doubly_robust"}

@@ -102,8 +102,9 @@ def _gate(report: dict[str, Any]) -> str:
         )
     else:
         html = (
-            '<section class="gate ok"><h2>✓ Validity gate passed</h2><p>No sample-ratio '
-            "mismatch, overlap problem, failed refuter or missing lineage was found.</p></section>"
+            '<section class="gate ok"><h2>✓ Validity gate passed</h2><p>No check failed '
+            "(sample ratio, fallback balance, overlap, refuters, negative control, lineage, "
+            "assignment; rules in the glossary).</p></section>"
         )
     if warns:
         items = "".join(

@@ -70,7 +70,8 @@ def srm(
             "sample_ratio_mismatch",
             GLOBAL,
             "skipped",
-            "no expected split configured (attribution.expected_split), e.g. a non-random rollout",
+            "no expected split: neither --expected-split nor a registry rollout that served "
+            "these versions (e.g. a non-random rollout)",
         )
     # Accept the split keyed by arm names as well as by versions.
     by_version = {arms.get(k, k): v for k, v in expected.items()}

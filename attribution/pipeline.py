@@ -345,8 +345,14 @@ def _statement(
         + ("" if significant else " — not significant")
         + f"; detectable at {cfg.power:.0%} power: ±{mde:.3g}"
         + (
+            f"; robustness value {rv:.1%} (a hidden confounder explaining that share of the "
+            "residual variance of version and outcome would make it insignificant)"
+            if significant and math.isfinite(rv)
+            else ""
+        )
+        + (
             "; OBSERVATIONAL: assignment was not the randomised split, so this rests on no "
-            f"unobserved confounding (robustness value {rv:.1%})"
+            "unobserved confounding"
             if extra["observational"]
             else ""
         )

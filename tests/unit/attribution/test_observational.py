@@ -40,6 +40,7 @@ def test_targeted_on_an_unobservable_is_never_trustworthy() -> None:
         # ... but the gate says why not to believe it.
         assert _check(doc, "negative_control")["status"] == "fail"
         assert statement["trustworthy"] is False and "OBSERVATIONAL" in statement["text"]
+        assert "robustness value" in statement["text"] and statement["robustness_value"] > 0
         assert _check(doc, "assignment")["status"] == "warn"  # no randomised split claimed
     # Claimed as a 50/50 randomised split, the imbalance itself fails the assignment check.
     doc = _report(spec, 0, split="v1=0.5,v3=0.5")

@@ -88,48 +88,83 @@ def read_target(path_or_frame: pd.DataFrame) -> pd.DataFrame:
     return t[["request_id", "item_id", "position", "probability"]]
 
 
-def _tabular_q(train: pd.DataFrame, reward: str) -> tuple[pd.Series, float]:
-    """Shrunk mean reward per (item, position), and the global mean for unseen pairs."""
-    overall = float(train[reward].mean())
-    g = train.groupby(["item_id", "position"])[reward].agg(["sum", "count"])
-    q = (g["sum"] + _PRIOR_WEIGHT * overall) / (g["count"] + _PRIOR_WEIGHT)
-    return q, overall
+@dataclass(frozen=True)
+class _Coded:
+    """Logs and target as integer codes, shared by every reward (numpy only, no joins)."""
+
+    request: np.ndarray  # logged request code per impression
+    slot: np.ndarray  # request code × positions + position, per impression
+    cell: np.ndarray  # item code × positions + position, per impression
+    fold: np.ndarray  # cross-fitting fold per impression
+    p0: np.ndarray
+    p1: np.ndarray
+    t_slot: np.ndarray  # per target row (of logged requests)
+    t_cell: np.ndarray
+    t_fold: np.ndarray
+    t_prob: np.ndarray
+    cells: int
+    slots: int
 
 
-def _lookup(q: pd.Series, overall: float, items: pd.Series, positions: pd.Series) -> np.ndarray:
-    index = pd.MultiIndex.from_arrays([items.to_numpy(), positions.to_numpy()])
-    return q.reindex(index).fillna(overall).to_numpy(dtype=float)
+def _code(logs: pd.DataFrame, target: pd.DataFrame) -> _Coded:
+    l_req, l_item = logs["request_id"].astype(str), logs["item_id"].astype(str)
+    l_pos = logs["position"].to_numpy(dtype=np.int64)
+    requests = pd.Index(pd.unique(l_req))
+    t_req = requests.get_indexer(target["request_id"])
+    keep = t_req >= 0  # target rows for requests nobody logged are irrelevant here
+    t_req, t_pos = t_req[keep], target["position"].to_numpy(dtype=np.int64)[keep]
+    items = pd.Index(pd.unique(np.concatenate([l_item.to_numpy(),
+                                               target["item_id"].to_numpy()[keep]])))
+    positions = int(max(l_pos.max(), t_pos.max() if t_pos.size else 0)) + 1
+    l_code, t_code = items.get_indexer(l_item), items.get_indexer(target["item_id"][keep])
+    lr = requests.get_indexer(l_req)
+    fold_of = np.array([zlib.crc32(r.encode()) % 2 for r in requests], dtype=np.int64)
+    t_prob = target["probability"].to_numpy(dtype=float)[keep]
+    # p₁ of each logged (request, item, position); duplicate target rows add up.
+    t_key = (t_req * positions + t_pos) * len(items) + t_code
+    uniq, inverse = np.unique(t_key, return_inverse=True)
+    summed = np.bincount(inverse, weights=t_prob)
+    l_key = (lr * positions + l_pos) * len(items) + l_code
+    at = np.clip(np.searchsorted(uniq, l_key), 0, max(len(uniq) - 1, 0))
+    found = (uniq[at] == l_key) if uniq.size else np.zeros(l_key.size, dtype=bool)
+    p1 = np.where(found, summed[at] if uniq.size else 0.0, 0.0)
+    return _Coded(
+        request=lr, slot=lr * positions + l_pos, cell=l_code * positions + l_pos,
+        fold=fold_of[lr], p0=logs["propensity"].to_numpy(dtype=float), p1=p1,
+        t_slot=t_req * positions + t_pos, t_cell=t_code * positions + t_pos,
+        t_fold=fold_of[t_req], t_prob=t_prob, cells=len(items) * positions,
+        slots=len(requests) * positions,
+    )
 
 
-def logged_impressions(logs: pd.DataFrame, target: pd.DataFrame | None, reward: str
-                       ) -> ope.LoggedImpressions:
-    """The arrays ope.py reads: logs × target probabilities × cross-fitted q̂."""
-    logs = logs.assign(request_id=logs["request_id"].astype(str),
-                       item_id=logs["item_id"].astype(str),
-                       position=logs["position"].astype(np.int64))
-    p0 = logs["propensity"].to_numpy(dtype=float)
-    if target is None:  # the logging policy itself: weights are 1, IPS = the observed mean
-        return ope.LoggedImpressions(logs["request_id"].to_numpy(),
-                                     logs[reward].to_numpy(dtype=float), p0, p0)
-    key = ["request_id", "item_id", "position"]
-    p1 = logs[key].merge(target, on=key, how="left")["probability"].fillna(0.0).to_numpy()
-    fold = logs["request_id"].map(lambda r: zlib.crc32(r.encode()) % 2).to_numpy()
-    q_logged = np.zeros(len(logs))
-    q_target = np.zeros(len(logs))
+def _cross_fitted(c: _Coded, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(q̂ of each logged impression, Σ_a p₁(a at j) q̂(a, j) at its slot), each fitted on
+    the other fold's requests: q̂ = mean reward per (item, position) shrunk to the overall."""
+    q_logged, q_target = np.zeros(y.size), np.zeros(y.size)
     for f in (0, 1):
-        q, overall = _tabular_q(logs[fold != f], reward)
-        rows = logs[fold == f]
-        q_logged[fold == f] = _lookup(q, overall, rows["item_id"], rows["position"])
-        # Σ_a p₁(a at j) q̂(a, j) over the target's support at each logged (request, position).
-        t = target[target["request_id"].isin(rows["request_id"].unique())]
-        dm = (t.assign(v=t["probability"].to_numpy() *
-                       _lookup(q, overall, t["item_id"], t["position"]))
-              .groupby(["request_id", "position"])["v"].sum())
-        index = pd.MultiIndex.from_arrays([rows["request_id"].to_numpy(),
-                                           rows["position"].to_numpy()])
-        q_target[fold == f] = dm.reindex(index).fillna(0.0).to_numpy()
-    return ope.LoggedImpressions(logs["request_id"].to_numpy(), logs[reward].to_numpy(float),
-                                 p0, p1, q_logged, q_target)
+        train, rows, t_rows = c.fold != f, c.fold == f, c.t_fold == f
+        overall = float(y[train].mean()) if train.any() else float(y.mean())
+        sums = np.bincount(c.cell[train], weights=y[train], minlength=c.cells)
+        counts = np.bincount(c.cell[train], minlength=c.cells)
+        q = (sums + _PRIOR_WEIGHT * overall) / (counts + _PRIOR_WEIGHT)
+        q_logged[rows] = q[c.cell[rows]]
+        dm = np.bincount(c.t_slot[t_rows], weights=c.t_prob[t_rows] * q[c.t_cell[t_rows]],
+                         minlength=c.slots)
+        q_target[rows] = dm[c.slot[rows]]
+    return q_logged, q_target
+
+
+def logged_impressions(logs: pd.DataFrame, target: pd.DataFrame | None, reward: str,
+                       coded: _Coded | None = None) -> ope.LoggedImpressions:
+    """The arrays ope.py reads: logs × target probabilities × cross-fitted q̂."""
+    y = logs[reward].to_numpy(dtype=float)
+    p0 = logs["propensity"].to_numpy(dtype=float)
+    request = logs["request_id"].astype(str).to_numpy()
+    if target is None:  # the logging policy itself: weights are 1, IPS = the observed mean
+        return ope.LoggedImpressions(request, y, p0, p0)
+    c = coded or _code(logs, target)
+    q_logged, q_target = _cross_fitted(c, y)
+    return ope.LoggedImpressions(c.request, y, p0, c.p1, q_logged, q_target)
 
 
 def evaluate_logs(logs: pd.DataFrame, target: pd.DataFrame | None, rewards: tuple[str, ...],
@@ -144,8 +179,9 @@ def evaluate_logs(logs: pd.DataFrame, target: pd.DataFrame | None, rewards: tupl
             f"{int(bad.sum())} logged impressions have no usable propensity (expected (0, 1]): "
             "OPE needs the logged probability of what was shown")
     estimates, logged = {}, {}
+    coded = _code(logs, target) if target is not None else None
     for reward in rewards:
-        inp = logged_impressions(logs, target, reward)
+        inp = logged_impressions(logs, target, reward, coded)
         out = ope.estimate_all(inp, confidence)
         if inp.q_target is not None:
             out.append(ope.direct_method(inp, confidence))

@@ -187,21 +187,24 @@ def aggregate_users(
 
     window = int(cfg.attribution_window_hours * 3600e9)
     pre = int(cfg.pre_period_hours * 3600e9)
+    held_out = int(cfg.held_out_hours * 3600e9)
 
     def windows(
         user_ids: np.ndarray, times: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(user code, in attribution window, in covariate window, in negative-control window)."""
         c = user_index.get_indexer(user_ids)
         known = c >= 0
         start = np.where(known, fe[np.maximum(c, 0)], 0)
         post = known & (times >= start) & (times < start + window)
-        before = known & (times < start) & (times >= start - pre)
-        return c, post, before
+        before = known & (times < start - held_out) & (times >= start - pre)
+        control = known & (times < start) & (times >= start - held_out)
+        return c, post, before, control
 
     def total(c: np.ndarray, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         return np.bincount(c[mask], weights=None if weights is None else weights[mask], minlength=n)
 
-    c, post, before = windows(impressions["user_id"].to_numpy(), served)
+    c, post, before, nc = windows(impressions["user_id"].to_numpy(), served)
     clicked = impressions["clicked"].fillna(False).to_numpy(dtype=bool)
     purchased = impressions["purchased"].fillna(False).to_numpy(dtype=bool)
     revenue = impressions["revenue"].fillna(0.0).to_numpy(dtype=float)
@@ -213,6 +216,8 @@ def aggregate_users(
     users["clicks"] = total(c, post & clicked).astype(np.int64)
     users["attributed_purchases"] = total(c, post & purchased).astype(np.int64)
     users["attributed_revenue"] = total(c, post, revenue)
+    users["fallback_impressions"] = total(c, post & fallback).astype(np.int64)
+    nc_revenue = total(c, nc, revenue)
     pre_events = total(c, before & clicked)
     pre_purchases = total(c, before & purchased)
     pre_revenue = total(c, before, revenue)
@@ -223,8 +228,9 @@ def aggregate_users(
     if len(unmatched):
         times = _ns(unmatched["event_time"])
         data_end = max(data_end, int(times.max()))
-        c, post, before = windows(unmatched["user_id"].to_numpy(), times)
+        c, post, before, nc = windows(unmatched["user_id"].to_numpy(), times)
         rev = unmatched["revenue"].fillna(0.0).to_numpy(dtype=float)
+        nc_revenue = nc_revenue + total(c, nc, rev)
         is_purchase = unmatched["type"].astype(str).to_numpy() == "purchase"
         organic = total(c, post, rev)
         organic_purchases = total(c, post & is_purchase)
@@ -234,9 +240,10 @@ def aggregate_users(
     users["organic_revenue"] = organic
     users["organic_purchases"] = organic_purchases.astype(np.int64)
     users["revenue"] = users["attributed_revenue"] + users["organic_revenue"]
-    users["converted"] = ((users["attributed_purchases"] + users["organic_purchases"]) > 0).astype(
-        np.int64
-    )
+    users["purchases"] = users["attributed_purchases"] + users["organic_purchases"]
+    users["converted"] = (users["purchases"] > 0).astype(np.int64)
+    # Revenue in the held-out window before exposure: the negative-control outcome.
+    users["nc_revenue"] = nc_revenue
     users["pre_revenue"] = pre_revenue
     users["pre_events"] = pre_events.astype(np.int64)
     users["pre_purchases"] = pre_purchases.astype(np.int64)

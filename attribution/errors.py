@@ -17,3 +17,7 @@ class LineageError(AttributionError):
 
 class EstimationError(AttributionError):
     """A causal estimator or refuter could not produce a result for this data."""
+
+
+class ConstantOutcomeError(EstimationError):
+    """The outcome does not vary (or is missing) in a comparison: there is nothing to estimate."""

@@ -44,7 +44,7 @@ def uplift(report: dict[str, Any]) -> str:
     """Absolute uplift per version with 95 % CIs: every estimator, CUPED and the naive gap."""
     rows = []
     for v in report["versions"]:
-        if v["is_control"]:
+        if v["is_control"] or not v["estimates"]:
             continue
         naive, cup = v["naive"], v["cuped"]
         for e in [*v["estimates"], cup, naive]:
@@ -160,7 +160,13 @@ def slice_timeline(report: dict[str, Any]) -> str | None:
         start, end = (mdates.date2num(_naive(s[k])) for k in ("start", "end"))
         y = len(rows) - 1 - i
         ax.barh(y, end - start, left=start, color=MUTED if v["is_control"] else NEUTRAL, height=0.5)
-        effect = "control" if v["is_control"] else f"{v['estimates'][0]['effect']:+.3g}/user"
+        effect = (
+            "control"
+            if v["is_control"]
+            else f"{v['estimates'][0]['effect']:+.3g}"
+            if v["estimates"]
+            else "not estimated"
+        )
         ax.text(end, y, f"  {effect}", va="center", fontsize=9)
     ax.set_yticks(range(len(rows)), [v["model_version"] for v in reversed(rows)])
     ax.xaxis_date()

@@ -102,8 +102,9 @@ def _gate(report: dict[str, Any]) -> str:
         )
     else:
         html = (
-            '<section class="gate ok"><h2>✓ Validity gate passed</h2><p>No sample-ratio '
-            "mismatch, overlap problem, failed refuter or missing lineage was found.</p></section>"
+            '<section class="gate ok"><h2>✓ Validity gate passed</h2><p>No check failed '
+            "(sample ratio, fallback balance, overlap, refuters, negative control, lineage, "
+            "assignment; rules in the glossary).</p></section>"
         )
     if warns:
         items = "".join(
@@ -133,7 +134,7 @@ def _headline(report: dict[str, Any]) -> str:
 def _estimates_table(report: dict[str, Any]) -> str:
     rows = []
     for v in report["versions"]:
-        if v["is_control"]:
+        if v["is_control"] or not v["estimates"]:
             continue
         naive = v["naive"]
         for e in [*v["estimates"], v["cuped"], naive]:
@@ -142,7 +143,8 @@ def _estimates_table(report: dict[str, Any]) -> str:
             if e is v["cuped"]:
                 cls = "biased" if e["biased"] else "note"
                 extra = (
-                    f"variance −{e['variance_reduction']:.0%} (pre-exposure revenue); valid only "
+                    f"variance −{e['variance_reduction']:.0%} ({escape(str(e['covariate']))}); "
+                    "valid only "
                     f'if randomised. <span class="{cls}">{escape(e["note"])}</span>'
                 )
             if e is naive:
@@ -157,9 +159,92 @@ def _estimates_table(report: dict[str, Any]) -> str:
                 f"<td class=num>{_num(e['p_value'], '{:.3g}')}</td><td>{extra}</td></tr>"
             )
     return (
-        "<table><tr><th>version</th><th>estimator</th><th>uplift/user</th><th>95% CI</th>"
-        "<th>relative</th><th>95% CI</th><th>p</th><th>note</th></tr>" + "".join(rows) + "</table>"
+        f"<table><tr><th>version</th><th>estimator</th><th>uplift ({escape(_metric(report))})"
+        f"</th><th>{_level(report)} CI</th><th>relative</th><th>{_level(report)} CI</th><th>p</th>"
+        "<th>note</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _metric(report: dict[str, Any]) -> str:
+    return str(report.get("metric", "revenue"))
+
+
+def _level(report: dict[str, Any]) -> str:
+    return f"{1 - float(report['settings'].get('alpha', 0.05)):.0%}"
+
+
+def _metrics_table(report: dict[str, Any]) -> str:
+    """Every metric per version, covariate-adjusted: what moved besides the headline."""
+    rows = []
+    for v in report["versions"]:
+        for name, e in (v.get("metrics") or {}).items():
+            rows.append(
+                f"<tr><td>{escape(v['model_version'])}</td><td>{escape(name)}</td>"
+                f"<td class=num>{_num(e['control_mean'], '{:.4g}')}</td>"
+                f"<td class=num>{_num(e['effect'])}</td>"
+                f"<td class=num>[{_num(e['ci_low'])}, {_num(e['ci_high'])}]</td>"
+                f"<td class=num>{_pct(e['relative'])}</td>"
+                f"<td class=num>{_num(e['p_value'], '{:.3g}')}</td></tr>"
+            )
+    if not rows:
+        return "<p class=note>No metric varies enough to estimate.</p>"
+    return (
+        "<table><tr><th>version</th><th>metric</th><th>control</th><th>uplift</th>"
+        f"<th>{_level(report)} CI</th><th>relative</th><th>p</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _power(report: dict[str, Any]) -> str:
+    rows = []
+    for v in report["versions"]:
+        p, r = v.get("power"), v.get("robustness") or {}
+        if not p:
+            continue
+        rows.append(
+            f"<tr><td>{escape(v['model_version'])}</td><td class=num>{p['users']:,}</td>"
+            f"<td class=num>{_num(p['se'], '{:.4g}')}</td>"
+            f"<td class=num>±{_num(p['minimum_detectable_effect'], '{:.4g}')}</td>"
+            f"<td class=num>{_num(r.get('rv'), '{:.1%}')}</td>"
+            f"<td class=num>{_num(r.get('rv_alpha'), '{:.1%}')}</td></tr>"
+        )
+    if not rows:
+        return ""
+    power = report["versions"][1].get("power", {}).get("power", 0.8)
+    return (
+        "<table><tr><th>version</th><th>users compared</th><th>SE</th>"
+        f"<th>minimum detectable effect ({power:.0%} power)</th><th>robustness value (to 0)</th>"
+        "<th>robustness value (to insignificance)</th></tr>" + "".join(rows) + "</table>"
+        "<p class=note>An effect smaller than the minimum detectable effect is likely to be "
+        "reported as not significant. Robustness value: the share of the residual variance of "
+        "both assignment and outcome an unobserved confounder would need to explain to erase "
+        "the estimate (Cinelli &amp; Hazlett 2020).</p>"
+    )
+
+
+def _fallback(report: dict[str, Any]) -> str:
+    per_arm = report["data"].get("fallback_by_arm") or {}
+    if not per_arm:
+        return "<p class=note>The data carry no fallback flag.</p>"
+    rows = "".join(
+        f"<tr><td>{escape(a)}</td><td>{escape(d['version'])}</td>"
+        f"<td class=num>{d['impressions']:,}</td><td class=num>{d['fallback_impressions']:,}</td>"
+        f"<td class=num>{d['share']:.2%}</td></tr>"
+        for a, d in per_arm.items()
+    )
+    return (
+        "<table><tr><th>arm</th><th>version</th><th>impressions</th><th>served by fallback</th>"
+        f"<th>fallback share</th></tr>{rows}</table>"
+    )
+
+
+def _glossary(report: dict[str, Any]) -> str:
+    g = report.get("glossary") or {}
+    items = [
+        f"<li><b>{escape(k)}</b>: {escape(v)}</li>"
+        for section in ("checks", "refuters")
+        for k, v in (g.get(section) or {}).items()
+    ]
+    return f"<ul>{''.join(items)}</ul>" if items else ""
 
 
 def _versions_table(report: dict[str, Any]) -> str:
@@ -213,11 +298,19 @@ def _mechanisms(report: dict[str, Any]) -> str:
             for k, r in d["rates"].items()
         )
         parts = ", ".join(
-            f"{p['mechanism'].replace('_', ' ')} {p['contribution']:+.3g}" for p in d["parts"]
+            f"{p['mechanism'].replace('_', ' ')} {p['contribution']:+.3g}"
+            + (
+                f" [{p['band_95'][0]:+.3g}, {p['band_95'][1]:+.3g}]"
+                + (" noise" if p.get("noise") else "")
+                if p.get("band_95")
+                else ""
+            )
+            for p in d["parts"]
         )
         out.append(
             f"<p class=note>{escape(d['from_version'])} → {escape(d['to_version'])}: total "
-            f"{d['total']:+.4g} per user = {escape(parts)}.</p><details><summary>Mechanism "
+            f"{d['total']:+.4g} revenue per user = {escape(parts)} (95% bootstrap bands; "
+            "'noise' = the band includes 0).</p><details><summary>Mechanism "
             f"rates</summary><table><tr><th>mechanism</th><th>{escape(d['from_version'])}</th>"
             f"<th>{escape(d['to_version'])}</th></tr>{rates}</table></details>"
         )
@@ -235,6 +328,8 @@ def _lineage(report: dict[str, Any]) -> str:
                 f"{_num(v['estimates'][0]['effect'])} [{_num(v['estimates'][0]['ci_low'])}, "
                 f"{_num(v['estimates'][0]['ci_high'])}]"
             )
+            if v["estimates"]
+            else "not estimated"
         )
         if s:
             cells = (
@@ -245,6 +340,9 @@ def _lineage(report: dict[str, Any]) -> str:
                 f"<td>{s['partition_count']} partitions; runs "
                 f"{escape(', '.join(s['job_run_ids']))}</td>"
             )
+        elif v.get("external_policy"):
+            policy = escape(str(v["external_policy"].get("policy")))
+            cells = f"<td colspan=6>registered external policy: {policy} (no training slice)</td>"
         else:
             problem = escape(str(v.get("lineage_problem")))
             cells = f'<td colspan=6 class="biased">missing lineage: {problem}</td>'
@@ -252,7 +350,8 @@ def _lineage(report: dict[str, Any]) -> str:
             f"<tr><td>{escape(v['model_version'])}</td><td class=num>{effect}</td>{cells}</tr>"
         )
     table = (
-        "<table><tr><th>version</th><th>uplift/user vs control [95% CI]</th><th>parent</th>"
+        f"<table><tr><th>version</th><th>uplift vs control [{_level(report)} CI]</th>"
+        "<th>parent</th>"
         "<th>training slice (UTC)</th><th>rows</th><th>fingerprint</th><th>code / features</th>"
         "<th>source</th></tr>" + "".join(rows) + "</table>"
     )
@@ -315,9 +414,8 @@ def _method(report: dict[str, Any]) -> str:
         "covariate interactions (average effect under heterogeneity); CIs are analytic (HC2 "
         "sandwich / influence function).</li>"
         f"<li>Refuters run on a random subsample of at most {s['refuter_max_units']:,} users "
-        f"({escape(json.dumps(sizes))}) with {s['refuter_simulations']} simulations each; a "
-        f"refuter fails when DoWhy rejects it and the estimate moves more than "
-        f"{s['refuter_tolerance_se']} SE.</li>"
+        f"({escape(json.dumps(sizes))}) with {s['refuter_simulations']} simulations each; "
+        "each refuter's pass/fail rule is in the glossary below.</li>"
         f"<li>Segments from {escape(str(d.get('segment_source')))}: "
         f"{escape(json.dumps(d['segments']))}. Organic revenue share: "
         f"{d['organic_revenue_share']:.1%}.</li>"
@@ -333,7 +431,7 @@ def render_html(report: dict[str, Any]) -> str:
     p = report["period"]
     since, until = p["since"] or "start of data", p["until"] or "end of data"
     sections = [
-        "<h1>Revenue attribution by model version</h1>",
+        f"<h1>Attribution by model version: {escape(_metric(report))}</h1>",
         f'<p class="meta">Exposures {escape(since)} → {escape(until)} · control '
         f"<b>{escape(report['control_version'])}</b> · {report['data']['users']:,} users · "
         f"generated {escape(report['generated_at'])} · "
@@ -343,8 +441,14 @@ def render_html(report: dict[str, Any]) -> str:
         _headline(report),
         f"<figure>{plots.uplift(report)}</figure>",
         _estimates_table(report),
+        "<h2>What the experiment can detect</h2>",
+        _power(report),
+        "<h2>Every metric</h2>",
+        _metrics_table(report),
         "<h2>Versions</h2>",
         _versions_table(report),
+        "<h3>Popularity fallback per arm</h3>",
+        _fallback(report),
         "<h2>Per segment</h2>",
         f"<figure>{plots.segments(report)}</figure>",
         _segments_table(report),
@@ -356,6 +460,8 @@ def render_html(report: dict[str, Any]) -> str:
         _refuters(report),
         "<h2>Method</h2>",
         _method(report),
+        "<h2>Glossary: what fails each check</h2>",
+        _glossary(report),
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

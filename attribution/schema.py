@@ -1,7 +1,9 @@
-"""JSON Schema (draft 2020-12) of report.json, schema_version "1" (prose: docs/report-schema.md).
+"""JSON Schema (draft 2020-12) of report.json, schema_version "2" (prose: docs/report-schema.md).
 
-Additive changes (new optional keys) keep version "1"; renaming or removing a key, or changing
-its meaning, bumps the version.
+Version 2 (from 1): `metric`, `design`, `glossary`; a compared version may carry
+`estimation_error` and no estimates (nothing to estimate, e.g. a constant outcome); statements
+may have null numbers then. Additive changes (new optional keys) keep the version; renaming
+or removing a key, or changing its meaning, bumps it.
 """
 
 from __future__ import annotations
@@ -206,14 +208,36 @@ VERSION = {
             },
         },
         "secondary": {"type": "object", "additionalProperties": ESTIMATE},
+        "metrics": {"type": "object", "additionalProperties": ESTIMATE},
+        "estimation_error": {"type": "string"},
+        "skipped_estimators": {
+            "type": "array",
+            "items": {"type": "object", "required": ["estimator", "reason"]},
+        },
+        "refuters_skipped": STR_OR_NULL,
+        "fallback_share": NUM_OR_NULL,
+        "metric_value": NUM_OR_NULL,
+        "external_policy": {"type": ["object", "null"]},
+        "power": {
+            "type": "object",
+            "required": ["power", "alpha", "se", "users", "minimum_detectable_effect"],
+            "properties": {"minimum_detectable_effect": NUM_OR_NULL, "se": NUM_OR_NULL},
+        },
+        "robustness": {
+            "type": "object",
+            "properties": {"rv": NUM_OR_NULL, "rv_alpha": NUM_OR_NULL},
+        },
         "refuters": {"type": "array", "items": REFUTER},
         "refuter_sample_size": {"type": "integer"},
         "mechanisms": DECOMPOSITION,
         "checks": {"type": "array", "items": CHECK},
     },
-    "if": {"properties": {"is_control": {"const": False}}},
+    "if": {
+        "properties": {"is_control": {"const": False}},
+        "not": {"required": ["estimation_error"]},
+    },
     "then": {
-        "required": ["estimates", "naive", "cuped", "segments", "mechanisms"],
+        "required": ["estimates", "naive", "cuped", "segments", "mechanisms", "power"],
         "properties": {"estimates": {"minItems": 1}},
     },
 }
@@ -226,6 +250,9 @@ REPORT_SCHEMA: dict[str, Any] = {
     "required": [
         "schema_version",
         "generated_at",
+        "metric",
+        "design",
+        "glossary",
         "period",
         "unit",
         "outcome",
@@ -241,7 +268,7 @@ REPORT_SCHEMA: dict[str, Any] = {
         "timings_seconds",
     ],
     "properties": {
-        "schema_version": {"const": "1"},
+        "schema_version": {"const": "2"},
         "generated_at": {"type": "string"},
         "period": {
             "type": "object",
@@ -249,7 +276,13 @@ REPORT_SCHEMA: dict[str, Any] = {
             "properties": {"since": STR_OR_NULL, "until": STR_OR_NULL},
         },
         "unit": {"const": "user"},
+        "metric": {"enum": ["revenue", "clicks", "purchases", "conversion", "ctr"]},
         "outcome": {"type": "string"},
+        "design": {
+            "type": "object",
+            "required": ["control_source", "expected_split", "split_source"],
+        },
+        "glossary": {"type": "object", "required": ["refuters", "checks"]},
         "control_version": {"type": "string"},
         "trustworthy": {"type": "boolean"},
         "headline": {

@@ -32,11 +32,13 @@ SHARED_CONFIG = ("parent_version", "code_version", "feature_service")
 
 @dataclass(frozen=True)
 class LineageStatus:
-    """A version's lineage, or why there is none (missing file / unreadable file)."""
+    """A version's lineage, or why there is none (missing file / unreadable file), or its
+    registration as an external policy that claims no slice."""
 
     version: str
     lineage: dict[str, Any] | None
     problem: str | None
+    external: dict[str, Any] | None = None
 
     @property
     def slice(self) -> dict[str, Any] | None:
@@ -91,14 +93,23 @@ def read_lineage(models: Path, version: str) -> dict[str, Any] | None:
 
 
 def lineage_for(models: Path, versions: list[str]) -> dict[str, LineageStatus]:
+    """Lineage per version; a version registered as external (`loopline models
+    register-external`) claims no slice, so having none is not a problem for it."""
+    from models.errors import RegistryError
+    from models.registry import Registry
+
+    registry = Registry(models)
     out = {}
     for v in versions:
+        external = None
         try:
             lineage = read_lineage(models, v)
-            problem = None if lineage else f"no lineage.json under {models / v}"
-        except LineageError as exc:
+            if lineage is None:
+                external = registry.external(v)
+            problem = None if lineage or external else f"no lineage.json under {models / v}"
+        except (LineageError, RegistryError) as exc:
             lineage, problem = None, str(exc)
-        out[v] = LineageStatus(v, lineage, problem)
+        out[v] = LineageStatus(v, lineage, problem, external)
     return out
 
 

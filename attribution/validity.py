@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 from attribution.causal import RefuterResult
@@ -20,6 +21,32 @@ from attribution.slices import LineageStatus
 from attribution.stats import Estimate
 
 GLOBAL = "global"
+
+# What makes each check fail, as written in the report's glossary.
+RULES = {
+    "sample_ratio_mismatch": "chi-square test of users per version against the intended split "
+    "(argument, else the registry's rollout) fails below srm_alpha",
+    "assignment_crossover": "fails when more than max_crossover_share of users saw two arms",
+    "fallback_balance": "fails when the arms' shares of impressions served by the popularity "
+    "fallback differ by more than max_fallback_share_gap",
+    "lineage": "fails for a compared version with neither lineage.json nor an external "
+    "registration (the control only warns)",
+    "estimation": "fails when a comparison has nothing to estimate (constant or missing outcome)",
+    "estimators": "warns when a configured estimator could not run (the reason is given)",
+    "positivity": "fails when more than max_extreme_propensity_share of users have a "
+    "propensity outside [positivity_eps, 1 - positivity_eps]",
+    "effective_sample_size": "fails when inverse-propensity weights keep less than min_ess_share "
+    "of an arm",
+    "negative_control": "fails when the version has a significant (negative_control_alpha) "
+    "adjusted 'effect' on revenue in the held-out window before exposure",
+    "assignment": "the headline says OBSERVATIONAL when SRM fails or a pre-exposure "
+    "standardised difference exceeds max_balance_smd; with a randomised split on record that "
+    "imbalance (beyond chance at srm_alpha) fails, without one it warns",
+    "estimator_agreement": "warns when two estimators differ by more than z(1 - alpha/2) "
+    "combined SEs",
+    "naive_difference": "warns when the naive interval excludes the adjusted estimate or the "
+    "arms are imbalanced before exposure",
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +70,8 @@ def srm(
             "sample_ratio_mismatch",
             GLOBAL,
             "skipped",
-            "no expected split configured (attribution.expected_split), e.g. a non-random rollout",
+            "no expected split: neither --expected-split nor a registry rollout that served "
+            "these versions (e.g. a non-random rollout)",
         )
     # Accept the split keyed by arm names as well as by versions.
     by_version = {arms.get(k, k): v for k, v in expected.items()}
@@ -131,12 +159,147 @@ def overlap(
     return checks
 
 
-def refuters(version: str, results: list[RefuterResult]) -> list[Check]:
+def refuters(version: str, results: list[RefuterResult], errors_fail: bool = True) -> list[Check]:
+    """One check per refuter; a refuter that errored proves nothing, so it fails by default."""
     out = []
     for r in results:
-        status = {"error": "warn"}.get(r.status, r.status)
+        status = {"error": "fail" if errors_fail else "warn"}.get(r.status, r.status)
         out.append(Check(f"refuter:{r.name}", version, status, r.message, r.to_dict()))
     return out
+
+
+def estimators(version: str, skipped: list[dict[str, str]], headline: str) -> Check:
+    """Which configured estimators could not run here, and why (a warning, not a failure)."""
+    if not skipped:
+        return Check("estimators", version, "pass", f"every configured estimator ran ({headline})")
+    reasons = "; ".join(f"{s['estimator']}: {s['reason']}" for s in skipped)
+    return Check(
+        "estimators",
+        version,
+        "warn",
+        f"headline from {headline}; not run: {reasons}",
+        {"skipped": skipped, "headline": headline},
+    )
+
+
+def estimation(version: str, problem: str) -> Check:
+    """A comparison with nothing to estimate (constant or missing outcome, an empty arm)."""
+    return Check("estimation", version, "fail", problem)
+
+
+def fallback_balance(users: pd.DataFrame, max_gap: float) -> Check:
+    """Arms must see the popularity fallback equally often, else they compare fallback traffic."""
+    if "fallback_impressions" not in users.columns:
+        return Check("fallback_balance", GLOBAL, "skipped", "no fallback flag in the data")
+    g = users.groupby("arm")[["impressions", "fallback_impressions"]].sum()
+    version = users.groupby("arm")["version"].first()
+    per_arm: dict[str, dict[str, Any]] = {
+        str(arm): {
+            "version": str(version[arm]),
+            "impressions": int(row["impressions"]),
+            "fallback_impressions": int(row["fallback_impressions"]),
+            "share": float(row["fallback_impressions"] / row["impressions"])
+            if row["impressions"]
+            else 0.0,
+        }
+        for arm, row in g.iterrows()
+    }
+    shares = [float(v["share"]) for v in per_arm.values()]
+    gap = max(shares) - min(shares) if shares else 0.0
+    listed = ", ".join(f"{a} ({v['version']}) {v['share']:.1%}" for a, v in per_arm.items())
+    return Check(
+        "fallback_balance",
+        GLOBAL,
+        "fail" if gap > max_gap else "pass",
+        f"impressions served by the popularity fallback: {listed}; gap {gap:.1%} "
+        f"(limit {max_gap:.1%})"
+        + (": the arms differ in fallback traffic, not only in models" if gap > max_gap else ""),
+        {"per_arm": per_arm, "gap": gap, "limit": max_gap},
+    )
+
+
+def negative_control(version: str, estimate: Estimate | None, alpha: float, why: str) -> Check:
+    """The version's "effect" on revenue before exposure, where it can have none."""
+    if estimate is None:
+        return Check("negative_control", version, "skipped", why)
+    failed = estimate.significant(alpha)
+    return Check(
+        "negative_control",
+        version,
+        "fail" if failed else "pass",
+        f"adjusted 'effect' on revenue in the held-out window before exposure: "
+        f"{estimate.effect:+.4g} [{estimate.ci_low:+.4g}, {estimate.ci_high:+.4g}], "
+        f"p={estimate.p_value:.2g} "
+        + (
+            f"(below {alpha:g}): the arms differ in something the covariates miss, so the "
+            "estimate is confounded"
+            if failed
+            else f"(expected ≈ 0; alpha {alpha:g})"
+        ),
+        estimate.to_dict(),
+    )
+
+
+def assignment(
+    version: str,
+    srm_check: Check,
+    balance: dict[str, float],
+    max_smd: float,
+    n_treated: int,
+    n_control: int,
+    srm_alpha: float,
+) -> Check:
+    """Randomised or observational: said out loud, because it changes what the number means.
+
+    With an intended (randomised) split on record, pre-exposure imbalance beyond `max_smd` that
+    chance cannot explain (z test of the standardised difference at `srm_alpha`) means the
+    randomisation broke: a failure like SRM. Without one it is a warning: the rollout was
+    never claimed to be random, the estimate is simply observational.
+    """
+    worst = max(balance.items(), key=lambda kv: kv[1], default=("", 0.0))
+    chance_sd = math.sqrt(1.0 / max(n_treated, 1) + 1.0 / max(n_control, 1))
+    beyond_chance = worst[1] / chance_sd > float(sps.norm.ppf(1 - srm_alpha / 2))
+    randomised = srm_check.status != "skipped"
+    reasons = []
+    if srm_check.status == "fail":
+        reasons.append("users per version do not match the intended split (SRM)")
+    if worst[1] > max_smd and (beyond_chance or not randomised):
+        reasons.append(
+            f"arms differ before exposure ({worst[0]} standardised difference {worst[1]:.2f} > "
+            f"{max_smd:g})"
+        )
+    details = {"observational": bool(reasons), "max_smd": worst[1], "randomised_split": randomised}
+    if reasons:
+        return Check(
+            "assignment",
+            version,
+            "fail" if randomised else "warn",
+            "; ".join(reasons)
+            + (
+                ": the registered randomised split did not hold"
+                if randomised
+                else ": no randomised split is on record"
+            )
+            + "; the estimate is observational and rests on there being no unobserved "
+            "confounding",
+            details,
+        )
+    if not randomised and not balance:
+        return Check(
+            "assignment",
+            version,
+            "warn",
+            "no intended split on record and no pre-exposure covariate to check balance: "
+            "nothing shows the assignment was random",
+            {**details, "observational": True},
+        )
+    return Check(
+        "assignment",
+        version,
+        "pass",
+        f"consistent with a randomised split (largest standardised difference {worst[1]:.2f})",
+        details,
+    )
 
 
 def lineage(version: str, status: LineageStatus, is_control: bool) -> Check:
@@ -149,6 +312,15 @@ def lineage(version: str, status: LineageStatus, is_control: bool) -> Check:
             f"trained on slice {s['start']} → {s['end']} ({s['row_count']} rows, "
             f"fingerprint {s['fingerprint']})",
         )
+    if status.external is not None:
+        return Check(
+            "lineage",
+            version,
+            "pass",
+            f"registered external policy ({status.external.get('policy')}): claims no "
+            "training slice, so none is required",
+            {"external": status.external},
+        )
     # The control is only the reference: without lineage nothing is attributed to its slice.
     level = "warn" if is_control else "fail"
     return Check(
@@ -156,7 +328,12 @@ def lineage(version: str, status: LineageStatus, is_control: bool) -> Check:
         version,
         level,
         f"{status.problem}: the effect cannot be tied to a feedback slice"
-        + (" (control version: reference only)" if is_control else ""),
+        + (
+            " (control version: reference only)"
+            if is_control
+            else "; a baseline or external policy is registered with `loopline models "
+            "register-external NAME --policy ...`"
+        ),
     )
 
 

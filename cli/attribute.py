@@ -29,6 +29,16 @@ def _iso(text: str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of users, got {text!r}")
+    return value
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "attribute",
@@ -42,7 +52,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--since", type=_iso, help="first exposure at or after this time (ISO)")
     parser.add_argument("--until", type=_iso, help="first exposure before this time (ISO)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="report folder")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="report folder (required unless --plan)"
+    )
     parser.add_argument("--control", metavar="VERSION", help="control model version")
     parser.add_argument(
         "--users",
@@ -60,6 +72,24 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--expected-split",
         metavar="V=SHARE,...",
         help="intended split for the SRM test, e.g. v1=0.5,v2=0.5",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=("revenue", "clicks", "purchases", "conversion", "ctr"),
+        help="outcome per user (ctr: clicks per impression, delta method); default revenue",
+    )
+    parser.add_argument(
+        "--plan",
+        type=_positive_int,
+        metavar="USERS",
+        help="instead of a report: the minimum detectable effect with USERS users (and with "
+        "--uplift, the users/days needed), from the variance observed in the period",
+    )
+    parser.add_argument(
+        "--uplift",
+        type=float,
+        metavar="X",
+        help="with --plan: the uplift (in metric units) the experiment should detect",
     )
     parser.add_argument(
         "--no-refuters",
@@ -80,15 +110,29 @@ def run(args: argparse.Namespace) -> int:
         raise AttributeUsageError(f"--since {args.since} must be before --until {args.until}")
     if args.users is not None and not args.users.is_file():
         raise AttributeUsageError(f"--users {args.users}: no such file (expected parquet or csv)")
+    if args.out is None and args.plan is None:
+        raise AttributeUsageError("--out DIR is required (or --plan USERS for a power plan)")
+    if args.uplift is not None and args.plan is None:
+        raise AttributeUsageError("--uplift needs --plan USERS")
+    if args.uplift is not None and args.uplift == 0:
+        raise AttributeUsageError("--uplift must be non-zero")
     paths = load_paths(home=args.home) if args.home is not None else load_paths()
     cfg = load_config(
         control_version=args.control,
         expected_split=args.expected_split,
-        run_refuters=False if args.no_refuters else None,
+        metric=args.metric,
+        run_refuters=False if args.no_refuters or args.plan else None,
     )
     progress = sys.stderr.isatty()
     table = load_analysis_table(paths.slices, args.since, args.until, cfg, args.users)
     document = pipeline.run(table, paths.models, cfg, progress=progress)
+    if args.plan is not None:
+        from attribution.power import plan
+
+        print(f"power plan for {cfg.outcome.label} vs {document['control_version']}:")
+        for p in plan(document, args.plan, args.uplift, cfg.alpha, cfg.power):
+            print(f"  {p.text(cfg.outcome.label, cfg.power)}")
+        return 0
     json_path, html_path = report.write(document, args.out)
     gate = "trustworthy" if document["trustworthy"] else "NOT TRUSTWORTHY (see failed checks)"
     users, control = document["data"]["users"], document["control_version"]

@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from loopline.errors import LooplineError
+
 
 def _progress() -> bool:
     return sys.stderr.isatty()
@@ -61,17 +63,49 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+class EvaluateUsageError(LooplineError):
+    """`loopline evaluate` arguments that contradict each other."""
+
+
+def _read_target(path: str) -> Any:
+    import pandas as pd
+
+    from models.logged_policy import LOGGING, read_target
+
+    if path == LOGGING:
+        return None
+    try:
+        frame = pd.read_csv(path) if path.lower().endswith(".csv") else pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise EvaluateUsageError(
+            f"--target-policy {path}: expected a parquet/csv table of request_id, item_id, "
+            f"[position,] probability: {exc}") from exc
+    return read_target(frame)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from models.evaluation import evaluate
-    from models.serving.config import load_serving
+    from models.evaluation import evaluate, evaluate_logged
+    from models.logged_policy import Selection
     from models.slices import SliceRange
 
+    if (args.version is None) == (args.target_policy is None):
+        raise EvaluateUsageError("give either a candidate VERSION or --target-policy FILE "
+                                 "(or --target-policy logging), not both or neither")
+    if args.confidence is not None and not 0 < args.confidence < 1:
+        raise EvaluateUsageError(f"--confidence must be in (0, 1), got {args.confidence}")
     rng = SliceRange.parse(args.slice)
     paths = _paths()
-    temperature = args.temperature or load_serving().temperature
-    report = evaluate(paths, rng, _store(paths), args.version, temperature,
-                      positions=args.positions, confidence=args.confidence,
-                      progress=_progress())
+    selection = Selection(tuple(args.logged_version or ()), tuple(args.logged_arm or ()))
+    if args.target_policy is not None:
+        report = evaluate_logged(paths, rng, _read_target(args.target_policy),
+                                 args.target_policy, selection, confidence=args.confidence)
+    else:
+        from models.serving.config import load_serving
+
+        temperature = args.temperature or load_serving().temperature
+        report = evaluate(paths, rng, _store(paths), args.version, temperature,
+                          positions=args.positions, confidence=args.confidence,
+                          progress=_progress(), selection=selection)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -108,6 +142,20 @@ def _models_list(args: argparse.Namespace) -> int:
         print(f"{r['version']:<8} {r['parent'] or '-':<7} {r['trained_at']:<21} "
               f"{r['objective'] or '-':<10} {r['rows']:>8} {auc:>6}  {r['rollout']:<26} "
               f"{r['slice']}")
+    return 0
+
+
+def _models_register_external(args: argparse.Namespace) -> int:
+    from models.registry import Registry
+
+    doc = Registry.from_paths(_paths()).register_external(
+        args.name, args.policy, args.description or ""
+    )
+    if args.json:
+        _print_json(doc)
+    else:
+        print(f"registered external policy {doc['model_version']}: {doc['policy']} "
+              "(no training slice; attribution does not ask it for lineage)")
     return 0
 
 
@@ -210,7 +258,16 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("evaluate", help="off-policy estimates for a version on a slice")
-    p.add_argument("version")
+    p.add_argument("version", nargs="?",
+                   help="candidate model version (re-ranks logged softmax slates)")
+    p.add_argument("--target-policy", metavar="FILE|logging",
+                   help="stored action probabilities (request_id, item_id, [position], "
+                   "probability) to evaluate on any logs with propensities; 'logging' = the "
+                   "logging policy itself (IPS = observed mean)")
+    p.add_argument("--logged-version", action="append", metavar="V",
+                   help="only impressions served by this model_version (repeatable)")
+    p.add_argument("--logged-arm", action="append", metavar="ARM",
+                   help="only impressions of this experiment arm (repeatable)")
     p.add_argument("--slice", required=True, metavar="START..END")
     p.add_argument("--positions", type=int, default=5, help="top positions evaluated (2-12)")
     p.add_argument("--temperature", type=float,
@@ -233,6 +290,14 @@ def register(subparsers: Any) -> None:
     q.set_defaults(func=_models_rollout)
     q = sub.add_parser("rollback", help="drop the canary, or return to the previous version")
     q.set_defaults(func=_models_rollback)
+    q = sub.add_parser("register-external",
+                       help="register a baseline/external policy that has no training slice")
+    q.add_argument("name", help="the model_version its logs carry, e.g. popularity, ts-bandit")
+    q.add_argument("--policy", required=True,
+                   help="what it is, e.g. 'thompson sampling over 80 items'")
+    q.add_argument("--description", help="free text shown in reports")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_models_register_external)
 
     p = subparsers.add_parser("lineage", help="trace a model version to its slice and offsets")
     sub = p.add_subparsers(dest="lineage_command", required=True)

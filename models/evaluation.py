@@ -28,6 +28,7 @@ from tqdm import tqdm
 from loopline.paths import PathsConfig
 from models import features, ope, slices
 from models.errors import EvaluationError, ModelsError
+from models.logged_policy import Selection, evaluate_logs
 from models.policy import SoftmaxPolicy, conditional_marginals
 from models.ranker import POSITION
 from models.registry import Registry
@@ -135,9 +136,37 @@ def slate_propensities(logged_scores: np.ndarray, top_propensity: np.ndarray,
     return conditional_marginals(v, total), conditional_marginals(u, u.sum(axis=1))
 
 
+def evaluate_logged(paths: PathsConfig, rng: slices.SliceRange, target: pd.DataFrame | None,
+                    target_name: str, selection: Selection | None = None,
+                    confidence: float = 0.95) -> EvaluationReport:
+    """IPS / SNIPS / DR / DM of a stored policy's action probabilities (or, with target None,
+    of the logging policy itself) on any logs that carry propensities: single items or slates,
+    any logging policy (logged_policy.py)."""
+    selection = selection or Selection()
+    frame, _ = slices.load(paths, rng, verify=False)
+    logs = selection.apply(frame)
+    estimates, logged = evaluate_logs(logs, target, tuple(REWARDS), confidence)
+    notes = []
+    ess = min(e.ess for es in estimates.values() for e in es)
+    if ess < 0.1 * len(logs):
+        notes.append(f"warning: effective sample size {ess:.0f} is under 10% of {len(logs)} "
+                     "impressions; the target differs a lot from the logging policy")
+    notes.append("dm uses a tabular q(item, position) without context: biased where rewards "
+                 "depend on the user; dr corrects it")
+    return EvaluationReport(
+        version=target_name, slice=str(rng), positions=int(logs[POSITION].max()) + 1,
+        target_policy=(f"{target_name}: stored action probabilities" if target is not None
+                       else "the logging policy itself (IPS must equal the observed mean)"),
+        requests=int(logs["request_id"].nunique()),
+        skipped={"not selected": len(frame) - len(logs)} if len(frame) > len(logs) else {},
+        estimates=estimates, logged=logged,
+        notes=[f"logs: {selection.describe()}", *notes],
+    )
+
+
 def evaluate(paths: PathsConfig, rng: slices.SliceRange, store: FeatureStore, version: str,
              temperature: float, positions: int = 5, confidence: float = 0.95,
-             progress: bool = False) -> EvaluationReport:
+             progress: bool = False, selection: Selection | None = None) -> EvaluationReport:
     """IPS / SNIPS / DR of click and revenue per impression for `version` on slice `rng`."""
     if positions < 2:
         raise EvaluationError(
@@ -146,14 +175,18 @@ def evaluate(paths: PathsConfig, rng: slices.SliceRange, store: FeatureStore, ve
     target = SoftmaxPolicy(temperature)
     bar = tqdm(total=4, desc="evaluate", unit="step", disable=not progress, leave=False)
     frame, _ = slices.load(paths, rng, verify=False)  # row counts still checked
+    if selection is not None:
+        frame = selection.apply(frame)
     rows, skipped = _complete_slates(frame, positions)
     temps = _temperatures(rows)
     if temps.isna().any():
         skipped["policy is not softmax(t=...)"] = int(temps.isna().sum())
         rows = rows[rows["request_id"].isin(temps.index[temps.notna()])]
     if rows.empty:
-        raise EvaluationError(f"no slate in {rng} has {positions} logged positions with a "
-                              "softmax logging policy")
+        raise EvaluationError(
+            f"no slate in {rng} has {positions} logged positions with a softmax logging policy, "
+            "which re-ranking a candidate model needs; for single-item logs or other logging "
+            "policies evaluate stored action probabilities with --target-policy FILE")
     bar.update(1)
     features.check_sources(store, paths)
     rows = pd.concat([rows, features.historical(store, rows)], axis=1)

@@ -8,6 +8,7 @@ context, the item and its position, not on the other items of the slate. Then
     IPS    V = Σ w·r / Σ 1                  w = p₁/p₀           (unbiased)
     SNIPS  V = Σ w·r / Σ w                                      (consistent, lower variance)
     DR     V = Σ [ dm + w·(r − q̂) ] / Σ 1   dm = Σ_a p₁(a at j)·q̂(a, j)
+    DM     V = Σ dm / Σ 1                                       (the reward model alone)
 
 with sums over impressions. Requests are the independent units (impressions of one slate
 share a user), so each estimate is a ratio of per-request sums and its standard error comes
@@ -125,6 +126,15 @@ def doubly_robust(inp: LoggedImpressions, confidence: float = 0.95) -> Estimate:
     correction = inp.weights * (r - np.asarray(inp.q_logged, float))
     return _ratio(inp, "dr", np.asarray(inp.q_target, float) + correction, np.ones_like(r),
                   confidence)
+
+
+def direct_method(inp: LoggedImpressions, confidence: float = 0.95) -> Estimate:
+    """The reward model's prediction under the target alone: low variance, biased wherever the
+    model is wrong (DR corrects it with the weighted residual)."""
+    if inp.q_target is None:
+        raise EvaluationError("the direct method needs reward-model predictions (q_target)")
+    ones = np.ones(len(inp.reward))
+    return _ratio(inp, "dm", np.asarray(inp.q_target, float), ones, confidence)
 
 
 def on_policy(request: np.ndarray, reward: np.ndarray, confidence: float = 0.95) -> Estimate:

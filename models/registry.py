@@ -19,6 +19,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from models.errors import RegistryError
 from models.ranker import Ranker
 
 LINEAGE_FILE = "lineage.json"
+# A baseline or external policy (popularity, a bandit): registered by name, trained on no slice.
+EXTERNAL_FILE = "external.json"
+_EXTERNAL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 METRICS_FILE = "metrics.json"
 POPULARITY_FILE = "popularity.json"
 _VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
@@ -98,6 +102,50 @@ class Registry:
 
     def ranker(self, version: str) -> Ranker:
         return Ranker.load(self.directory(version))
+
+    def register_external(
+        self, name: str, policy: str, description: str = "", now: str | None = None
+    ) -> dict[str, Any]:
+        """Record a policy that serves traffic without a training slice (a baseline, a bandit,
+        another team's ranker) so attribution knows it claims no lineage."""
+        if not _EXTERNAL_RE.match(name) or _VERSION_RE.match(name):
+            raise RegistryError(
+                f"expected an external policy name like 'popularity' or 'ts-bandit' (letters, "
+                f"digits, '._-', not vN, which trained versions use), got {name!r}"
+            )
+        if not policy.strip():
+            raise RegistryError("--policy must say what the external policy is, got ''")
+        folder = self.root / name
+        if (folder / LINEAGE_FILE).is_file():
+            raise RegistryError(f"{name} is a trained version with lineage, not external")
+        folder.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "model_version": name,
+            "kind": "external",
+            "policy": policy,
+            "description": description,
+            "registered_at": now or datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        write_json(folder / EXTERNAL_FILE, doc)
+        return doc
+
+    def external(self, name: str) -> dict[str, Any] | None:
+        """The external registration of `name`, None when it has none."""
+        path = self.root / name / EXTERNAL_FILE
+        if not _EXTERNAL_RE.match(name) or not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"{path}: unreadable: {exc}") from exc
+        if not isinstance(data, dict) or data.get("kind") != "external":
+            raise RegistryError(f"{path}: expected an object with kind 'external'")
+        return data
+
+    def externals(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(d.name for d in self.root.iterdir() if (d / EXTERNAL_FILE).is_file())
 
     def register(self, write: Callable[[Path, str], None]) -> str:
         """Claim the next version, let `write(directory, version)` fill it, publish it."""

@@ -129,6 +129,20 @@ class Rollout:
         current = self._read().get("current")
         return RolloutState.from_dict(current) if current else None
 
+    def states(self) -> list[RolloutState]:
+        """Every recorded split, newest first (the current one, then the history)."""
+        data = self._read()
+        raw = [data.get("current"), *reversed(data.get("history", []))]
+        return [RolloutState.from_dict(r) for r in raw if r]
+
+    def split_for(self, versions: set[str]) -> RolloutState | None:
+        """The newest recorded split whose arms serve every one of `versions` (an experiment's
+        design, for attribution: its control arm and intended shares)."""
+        for state in self.states():
+            if len(state.arms) > 1 and versions <= {a.version for a in state.arms}:
+                return state
+        return None
+
     def mtime(self) -> float:
         try:
             return os.stat(self.path).st_mtime

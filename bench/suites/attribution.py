@@ -3,7 +3,7 @@
 Ours = the attribution core behind `loopline attribute`, from the per-user table to the written
 report: `attribution.data.prepare_table` → `attribution.pipeline.run` (DoWhy estimates with
 refuters, experiment readouts, mechanisms, validity checks) → `attribution.report.write`
-(HTML + JSON). Input: `attribution.simulate.simulate` (planted effects, confounded rollout).
+(HTML + JSON). Input: `bench.attribution_world.simulate` (planted effects, confounded rollout).
 Baseline = what a reviewer without causal tooling computes on the same users: revenue per user
 by version, difference in means against the control with a normal CI (`stats.
 difference_in_means`). Both run in this process; the process's RSS peak is recorded.
@@ -40,7 +40,8 @@ class Options:
 
 def available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in (
-        "attribution.pipeline", "attribution.simulate", "attribution.data", "attribution.report"))
+        "attribution.pipeline", "bench.attribution_world", "attribution.data",
+        "attribution.report"))
 
 
 def _naive(users: Any, control: str) -> dict[str, Any]:
@@ -59,8 +60,8 @@ def _one(n: int, refute: bool, home: Path) -> dict[str, Any]:
     from attribution import pipeline, report
     from attribution.config import AttributionConfig
     from attribution.data import prepare_table
-    from attribution.simulate import SimulationSpec, simulate
-    from attribution.simulate_files import write_lineage
+    from bench.attribution_files import write_lineage
+    from bench.attribution_world import SimulationSpec, simulate
 
     cfg = AttributionConfig()
     t0 = time.perf_counter()
@@ -125,6 +126,6 @@ def run(ctx: BenchContext, opts: Options) -> dict[str, Any]:
             ours_label="attribution core (DoWhy, refuters, report)",
             baseline_label="naive difference in means",
             note="RSS of the benchmark process (includes the simulated table)"))
-    doc["notes"].append("input: attribution.simulate (confounded rollout, planted uplift), "
+    doc["notes"].append("input: bench.attribution_world (confounded rollout, planted uplift), "
                         "per-user table; file loading (slices → table) not included")
     return results.finish(doc)

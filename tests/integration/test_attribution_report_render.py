@@ -13,8 +13,8 @@ import pytest
 from attribution import pipeline, report
 from attribution.config import AttributionConfig
 from attribution.data import prepare_table
-from attribution.simulate import SimulationSpec, VersionSpec, default_versions, simulate
-from attribution.simulate_files import write_lineage
+from bench.attribution_files import write_lineage
+from bench.attribution_world import SimulationSpec, VersionSpec, default_versions, simulate
 
 pytestmark = pytest.mark.integration
 

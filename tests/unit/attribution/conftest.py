@@ -10,8 +10,8 @@ import pytest
 from attribution import pipeline
 from attribution.config import AttributionConfig
 from attribution.data import prepare_table
-from attribution.simulate import Simulation, SimulationSpec, simulate
-from attribution.simulate_files import write_lineage
+from bench.attribution_files import write_lineage
+from bench.attribution_world import Simulation, SimulationSpec, simulate
 
 # Few simulations and a small refuter sample keep the refuter path exercised but fast.
 FAST = AttributionConfig(refuter_simulations=5, refuter_max_units=3_000)

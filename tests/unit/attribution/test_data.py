@@ -12,10 +12,10 @@ import pytest
 from attribution.config import AttributionConfig
 from attribution.data import activity_tiers, aggregate_users, load_analysis_table, prepare_table
 from attribution.errors import InputDataError
-from attribution.simulate import SimulationSpec, simulate
-from attribution.simulate_files import write_contracts
+from bench.attribution_files import write_contracts
+from bench.attribution_world import SimulationSpec, simulate
 
-CFG = AttributionConfig(attribution_window_hours=24, pre_period_hours=48)
+CFG = AttributionConfig(attribution_window_hours=24, pre_period_hours=48, negative_control_hours=24)
 T0 = pd.Timestamp("2026-11-02T00:00Z")
 
 
@@ -41,7 +41,7 @@ def _unmatched(rows: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "event_time", "type", "revenue"])
 
 
-def test_windows_organic_revenue_and_assignment() -> None:
+def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
     imps = _impressions(
         [
             # u1: exposed at +1h to treatment (v2), a fallback impression, one purchase in window
@@ -66,7 +66,14 @@ def test_windows_organic_revenue_and_assignment() -> None:
             ("u9", _ts(2), "purchase", 5.0),  # never exposed: ignored
         ]
     )
-    users, info = aggregate_users(imps, unmatched, T0, _ts(24), CFG)
+    return imps, unmatched
+
+
+def test_windows_organic_revenue_and_assignment() -> None:
+    no_held_out = AttributionConfig(
+        attribution_window_hours=24, pre_period_hours=48, negative_control_hours=0
+    )
+    users, info = aggregate_users(*_events(), T0, _ts(24), no_held_out)
     u = users.set_index("user_id")
     assert list(u.index) == ["u1", "u2"]
     assert u.loc["u1", "version"] == "v2" and u.loc["u2", "version"] == "v1"
@@ -79,6 +86,18 @@ def test_windows_organic_revenue_and_assignment() -> None:
     assert u.loc["u2", "pre_purchases"] == 2 and u.loc["u2", "revenue"] == 0.0
     assert info["crossover_users"] == 1
     assert info["arm_versions"] == {"control": "v1", "treatment": "v2"}
+    assert u.loc["u1", "fallback_impressions"] == 1 and u.loc["u2", "fallback_impressions"] == 0
+    assert (u["nc_revenue"] == 0).all()
+
+
+def test_negative_control_window_is_held_out_of_the_covariates() -> None:
+    # The last 24 h before exposure are the negative-control window, not covariates.
+    users, _ = aggregate_users(*_events(), T0, _ts(24), CFG)
+    u = users.set_index("user_id")
+    # u2 (exposed at +5 h): impression at -10 h (12 revenue) and purchase at -1 h (8) are both
+    # within 24 h before exposure; u1's view at -20 h is too.
+    assert u.loc["u2", "nc_revenue"] == 20.0 and u.loc["u2", "pre_revenue"] == 0.0
+    assert u.loc["u2", "pre_events"] == 0 and u.loc["u1", "pre_events"] == 0
 
 
 def test_no_impressions_in_period_is_an_error() -> None:
@@ -98,7 +117,12 @@ def test_segments_from_activity_tiers_without_user_table() -> None:
 
 
 def test_roundtrip_through_parquet_contracts(tmp_path: Path) -> None:
-    sim = simulate(SimulationSpec(n_users=1_500, window_hours=24, pre_period_hours=48), seed=4)
+    sim = simulate(
+        SimulationSpec(
+            n_users=1_500, window_hours=24, pre_period_hours=48, negative_control_hours=24
+        ),
+        seed=4,
+    )
     files = write_contracts(sim, tmp_path, exposure_hours=12)
     table = load_analysis_table(
         tmp_path / "slices", files.since, files.until, CFG, files.users_path
@@ -126,7 +150,12 @@ def test_roundtrip_through_parquet_contracts(tmp_path: Path) -> None:
 
 
 def test_manifest_row_count_mismatch_is_reported(tmp_path: Path) -> None:
-    sim = simulate(SimulationSpec(n_users=200, window_hours=24, pre_period_hours=48), seed=1)
+    sim = simulate(
+        SimulationSpec(
+            n_users=200, window_hours=24, pre_period_hours=48, negative_control_hours=24
+        ),
+        seed=1,
+    )
     files = write_contracts(sim, tmp_path, exposure_hours=6)
     manifest = next((tmp_path / "slices" / "labelled_impressions").glob("*/_manifest.json"))
     data = json.loads(manifest.read_text())

@@ -12,8 +12,8 @@ from scipy import stats
 from attribution import causal, experiment
 from attribution.config import AttributionConfig
 from attribution.data import prepare_table
-from attribution.simulate import SimulationSpec, simulate
 from attribution.stats import Estimate
+from bench.attribution_world import SimulationSpec, simulate
 
 COVERAGE_SEEDS = range(20)
 PLACEBO_SEEDS = range(40)

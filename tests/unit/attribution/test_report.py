@@ -21,7 +21,7 @@ def test_report_json_validates_against_schema(
     document = json.loads(json_path.read_text())
     jsonschema.Draft202012Validator.check_schema(REPORT_SCHEMA)
     jsonschema.validate(document, REPORT_SCHEMA)
-    assert document["schema_version"] == "1"
+    assert document["schema_version"] == "2"
 
 
 def test_schema_rejects_a_report_without_estimates(confounded_report: dict[str, Any]) -> None:

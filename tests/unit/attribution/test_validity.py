@@ -10,8 +10,8 @@ from attribution import pipeline, validity
 from attribution.causal import RefuterResult
 from attribution.config import AttributionConfig
 from attribution.data import prepare_table
-from attribution.simulate import SimulationSpec, simulate
-from attribution.simulate_files import write_lineage
+from bench.attribution_files import write_lineage
+from bench.attribution_world import SimulationSpec, simulate
 
 RANDOM = dict(assignment="random", split=(0.5, 0.5, 0.0))
 

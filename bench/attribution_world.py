@@ -1,10 +1,10 @@
-"""Synthetic rollouts with planted effects, for tests and benchmarks.
+"""Synthetic rollouts with planted effects, for tests and benchmarks (not product code).
 
 `simulate()` draws a per-user table in exactly the shape `data.build_analysis_table` produces,
 plus the ground truth (each user's expected revenue under every version), so an estimate can
 be checked against the uplift that was planted. Rollouts can be a hash split or confounded
 (a version shown mostly to heavy users), and a split can be broken on purpose (SRM).
-`write_contracts()` (in `attribution.synthetic_files`) expands a simulation into the Parquet
+`write_contracts()` (in `bench.attribution_files`) expands a simulation into the Parquet
 slices, manifests and lineage files that `loopline attribute` reads.
 """
 
@@ -45,6 +45,8 @@ class VersionSpec:
     slice_start: str = "2026-10-01T00:00:00+00:00"
     slice_end: str = "2026-10-15T00:00:00+00:00"
     has_lineage: bool = True
+    # Share of this version's impressions served by the popularity fallback.
+    fallback_share: float = 0.05
 
     @property
     def arm_name(self) -> str:
@@ -90,8 +92,12 @@ CONFOUNDED_ROLLOUT = {
 class SimulationSpec:
     n_users: int = 10_000
     versions: tuple[VersionSpec, ...] = field(default_factory=default_versions)
-    # "random": hash split with `split`; "confounded": per-segment shares in `rollout`.
+    # "random": hash split with `split`; "confounded": per-segment shares in `rollout`;
+    # "latent": treated versions go to users with a high unobserved spending trait (`latent_sd`),
+    # P(not control) = sigmoid(latent_tilt · trait), split evenly among the other versions.
     assignment: str = "confounded"
+    latent_sd: float = 0.0
+    latent_tilt: float = 0.0
     split: tuple[float, ...] | None = None
     rollout: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(CONFOUNDED_ROLLOUT))
     # Drop this share of one version's users after assignment (e.g. lost logging): breaks SRM.
@@ -99,6 +105,8 @@ class SimulationSpec:
     drop_share: float = 0.0
     window_hours: float = 168.0
     pre_period_hours: float = 336.0
+    # Last hours of the pre-period, held out of the covariates (negative-control outcome).
+    negative_control_hours: float = 72.0
 
     @property
     def control(self) -> str:
@@ -111,12 +119,26 @@ class Simulation:
     users: pd.DataFrame
     # Expected revenue per user under each version (columns = version names), same row order.
     expected: pd.DataFrame
+    # The same for every per-user column a metric reads (revenue, clicks, impressions,
+    # purchases, converted).
+    expected_columns: dict[str, pd.DataFrame] = field(default_factory=dict)
 
-    def planted_uplift(self, version: str, control: str | None = None) -> float:
-        """True average uplift per user of `version` vs control among users of either arm."""
+    def planted_uplift(
+        self, version: str, control: str | None = None, metric: str = "revenue"
+    ) -> float:
+        """True average uplift of `version` vs control among users of either arm, for `metric`
+        (revenue | clicks | purchases | conversion per user, or ctr as a ratio of sums)."""
         control = control or self.spec.control
         among = self.users["version"].isin([version, control]).to_numpy()
-        diff = self.expected[version].to_numpy() - self.expected[control].to_numpy()
+        if metric == "ctr":
+            clicks, imps = self.expected_columns["clicks"], self.expected_columns["impressions"]
+            return float(
+                clicks[version].to_numpy()[among].sum() / imps[version].to_numpy()[among].sum()
+                - clicks[control].to_numpy()[among].sum() / imps[control].to_numpy()[among].sum()
+            )
+        column = {"conversion": "converted"}.get(metric, metric)
+        frame = self.expected if column == "revenue" else self.expected_columns[column]
+        diff = frame[version].to_numpy() - frame[control].to_numpy()
         return float(diff[among].mean())
 
     def planted_relative_uplift(self, version: str, control: str | None = None) -> float:
@@ -127,8 +149,14 @@ class Simulation:
         )
 
 
-def _assign(spec: SimulationSpec, segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _assign(
+    spec: SimulationSpec, segment: np.ndarray, trait: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     names = [v.name for v in spec.versions]
+    if spec.assignment == "latent":
+        treated = rng.random(segment.size) < 1.0 / (1.0 + np.exp(-spec.latent_tilt * trait))
+        other = 1 + rng.integers(0, len(names) - 1, segment.size)
+        return np.where(treated, other, 0)
     if spec.assignment == "random":
         split = np.asarray(spec.split or [1.0] * len(names), dtype=float)
         choice = rng.choice(len(names), size=segment.size, p=split / split.sum())
@@ -158,16 +186,22 @@ def simulate(spec: SimulationSpec | None = None, seed: int = 0) -> Simulation:
     segment = rng.choice(len(SEGMENTS), size=n, p=SEGMENT_SHARES)
     activity_mean = np.asarray(SEGMENT_ACTIVITY)[segment]
     activity = rng.gamma(ACTIVITY_SHAPE, activity_mean / ACTIVITY_SHAPE)
-    pre_weeks = spec.pre_period_hours / 168.0
+    pre_weeks = (spec.pre_period_hours - spec.negative_control_hours) / 168.0
+    nc_weeks = spec.negative_control_hours / 168.0
     weeks = spec.window_hours / 168.0
-    order_value = np.asarray(SEGMENT_ORDER_VALUE)[segment]
+    # Unobserved spending trait: scales order values before and after exposure alike.
+    trait = rng.standard_normal(n)
+    spend = np.exp(spec.latent_sd * trait - spec.latent_sd**2 / 2.0)
+    order_value = np.asarray(SEGMENT_ORDER_VALUE)[segment] * spend
     ctr = np.asarray(SEGMENT_CTR)[segment]
 
     pre_views = rng.poisson(activity * pre_weeks * PRE_VIEWS_PER_SESSION)
     pre_purchases = rng.poisson(activity * pre_weeks * PRE_PURCHASES_PER_SESSION)
     pre_revenue = _gamma_sum(pre_purchases, order_value, rng)
+    nc_purchases = rng.poisson(activity * nc_weeks * PRE_PURCHASES_PER_SESSION)
+    nc_revenue = _gamma_sum(nc_purchases, order_value, rng)
 
-    arm_index = _assign(spec, segment, rng)
+    arm_index = _assign(spec, segment, trait, rng)
     versions = spec.versions
     mult = {
         key: np.array([getattr(v, key) for v in versions])[arm_index]
@@ -179,18 +213,26 @@ def simulate(spec: SimulationSpec | None = None, seed: int = 0) -> Simulation:
     attributed = _gamma_sum(purchases, order_value * mult["order_value"], rng)
     organic_purchases = rng.poisson(activity * weeks * ORGANIC_PURCHASES_PER_SESSION)
     organic = _gamma_sum(organic_purchases, order_value, rng)
+    fallback_share = np.array([v.fallback_share for v in versions])[arm_index]
+    fallback_impressions = rng.binomial(impressions, fallback_share)
 
     expected = {}
+    columns: dict[str, dict[str, np.ndarray]] = {
+        k: {} for k in ("impressions", "clicks", "purchases", "converted")
+    }
+    organic_rate = activity * weeks * ORGANIC_PURCHASES_PER_SESSION
     for v in versions:
-        exp_imps = 1 + activity * weeks * ITEMS_PER_SESSION * v.exposure
-        expected[v.name] = (
-            exp_imps
-            * np.minimum(ctr * v.ctr, 0.95)
-            * np.minimum(CONVERSION * v.conversion, 0.95)
-            * order_value
-            * v.order_value
-            + activity * weeks * ORGANIC_PURCHASES_PER_SESSION * order_value
+        rate = activity * weeks * ITEMS_PER_SESSION * v.exposure  # impressions = 1 + Poisson
+        p_click = np.minimum(ctr * v.ctr, 0.95)
+        p_buy = p_click * np.minimum(CONVERSION * v.conversion, 0.95)
+        expected[v.name] = (1 + rate) * p_buy * order_value * v.order_value + (
+            organic_rate * order_value
         )
+        columns["impressions"][v.name] = 1 + rate
+        columns["clicks"][v.name] = (1 + rate) * p_click
+        columns["purchases"][v.name] = (1 + rate) * p_buy + organic_rate
+        # P(no purchase) = E[(1 - q)^(1 + Poisson(rate))] · P(no organic purchase).
+        columns["converted"][v.name] = 1 - (1 - p_buy) * np.exp(-rate * p_buy - organic_rate)
 
     names = np.array([v.name for v in versions])
     arms = np.array([v.arm_name for v in versions])
@@ -207,17 +249,22 @@ def simulate(spec: SimulationSpec | None = None, seed: int = 0) -> Simulation:
             "clicks": clicks.astype(np.int64),
             "attributed_purchases": purchases.astype(np.int64),
             "organic_purchases": organic_purchases.astype(np.int64),
+            "purchases": (purchases + organic_purchases).astype(np.int64),
             "converted": ((purchases + organic_purchases) > 0).astype(np.int64),
+            "fallback_impressions": fallback_impressions.astype(np.int64),
+            "nc_revenue": nc_revenue,
             "pre_revenue": pre_revenue,
             "pre_events": (pre_views + pre_purchases).astype(np.int64),
             "pre_purchases": pre_purchases.astype(np.int64),
         }
     )
     expected_frame = pd.DataFrame(expected)
+    column_frames = {k: pd.DataFrame(v) for k, v in columns.items()}
     keep = np.ones(n, dtype=bool)
     if spec.drop_version is not None and spec.drop_share > 0:
         in_version = users["version"].to_numpy() == spec.drop_version
         keep &= ~(in_version & (rng.random(n) < spec.drop_share))
     users = users[keep].reset_index(drop=True)
     expected_frame = expected_frame[keep].reset_index(drop=True)
-    return Simulation(spec=spec, users=users, expected=expected_frame)
+    column_frames = {k: f[keep].reset_index(drop=True) for k, f in column_frames.items()}
+    return Simulation(spec, users, expected_frame, column_frames)

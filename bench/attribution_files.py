@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attribution.data import IMPRESSIONS, UNMATCHED
-from attribution.simulate import Simulation
+from bench.attribution_world import Simulation
 from jobs.transforms import slices
 
 HOUR_MS = 3_600_000
@@ -77,7 +77,7 @@ def _impressions(
         ),
         0.0,
     )
-    fallback = rng.random(row_user.size) < 0.05
+    fallback = _rank_within(row_user, rng) < u["fallback_impressions"].to_numpy()[row_user]
     ids = u["user_id"].to_numpy()[row_user]
     req = pos_in_user // 10
     return pd.DataFrame(
@@ -106,11 +106,25 @@ def _impressions(
 
 
 def _unmatched(
-    sim: Simulation, fe: np.ndarray, window: int, pre: int, rng: np.random.Generator
+    sim: Simulation, fe: np.ndarray, window: int, pre: int, nc: int, rng: np.random.Generator
 ) -> pd.DataFrame:
     u = sim.users
     ids = u["user_id"].to_numpy()
     parts = []
+    # Negative-control window (the last `nc` before exposure): one purchase carrying its revenue.
+    buyers = np.flatnonzero(u["nc_revenue"].to_numpy() > 0)
+    parts.append(
+        pd.DataFrame(
+            {
+                "user": buyers,
+                "event_time": fe[buyers]
+                - (rng.uniform(0.001, 0.999, buyers.size) * nc).astype(np.int64),
+                "type": "purchase",
+                "revenue": u["nc_revenue"].to_numpy()[buyers],
+                "reason": "organic",
+            }
+        )
+    )
     # Pre-exposure activity: purchases carry the pre-period revenue, the rest are views.
     n_pre, n_pre_buy = u["pre_events"].to_numpy(), u["pre_purchases"].to_numpy()
     row_user = np.repeat(np.arange(len(u)), n_pre)
@@ -120,7 +134,8 @@ def _unmatched(
             {
                 "user": row_user,
                 "event_time": fe[row_user]
-                - (rng.uniform(0.001, 0.999, row_user.size) * pre).astype(np.int64),
+                - nc
+                - (rng.uniform(0.001, 0.999, row_user.size) * (pre - nc)).astype(np.int64),
                 "type": np.where(is_buy, "purchase", "view"),
                 "revenue": np.where(
                     is_buy, _split_evenly(u["pre_revenue"].to_numpy(), n_pre_buy, row_user), 0.0
@@ -245,6 +260,7 @@ def write_contracts(
     start = pd.Timestamp(since)
     window = int(sim.spec.window_hours * HOUR_MS)
     pre = int(sim.spec.pre_period_hours * HOUR_MS)
+    nc = int(sim.spec.negative_control_hours * HOUR_MS)
     span = int(exposure_hours * HOUR_MS)
     fe = start.value // 1_000_000 + (rng.random(len(sim.users)) * span).astype(np.int64)
     impressions = _impressions(sim, fe, window, rng)
@@ -253,7 +269,7 @@ def write_contracts(
     decoy["user_id"] = "late-" + decoy["user_id"]
     decoy["served_at"] = decoy["served_at"] + span + HOUR_MS
     impressions = pd.concat([impressions, decoy], ignore_index=True)
-    unmatched = _unmatched(sim, fe, window, pre, rng)
+    unmatched = _unmatched(sim, fe, window, pre, nc, rng)
     slices = home / "slices"
     _write_partitions(
         impressions, slices, IMPRESSIONS, "served_at", IMPRESSION_SCHEMA, "serving-events"

@@ -1,8 +1,8 @@
 """Runtime and estimator checks on simulated rollouts (not used by the CLI).
 
-    python -m attribution.benchmark runtime --users 100000 1000000
-    python -m attribution.benchmark files --users 100000
-    python -m attribution.benchmark bias --seeds 100 --users 5000 [--strong]
+    python -m bench.attribution_studies runtime --users 100000 1000000
+    python -m bench.attribution_studies files --users 100000
+    python -m bench.attribution_studies bias --seeds 100 --users 5000 [--strong]
 
 `runtime` times the attribution core (per-user table → report document, refuters included);
 `files` times writing and loading the Parquet contracts; `bias` runs every supported
@@ -23,9 +23,9 @@ import numpy as np
 from attribution import causal, pipeline, report
 from attribution.config import SUPPORTED_ESTIMATORS, AttributionConfig
 from attribution.data import load_analysis_table, prepare_table
-from attribution.simulate import SimulationSpec, simulate
-from attribution.simulate_files import write_contracts, write_lineage
 from attribution.stats import difference_in_means
+from bench.attribution_files import write_contracts, write_lineage
+from bench.attribution_world import SimulationSpec, simulate
 
 T = TypeVar("T")
 
@@ -116,7 +116,7 @@ def bias(seeds: int, users: int, strong: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m attribution.benchmark")
+    parser = argparse.ArgumentParser(prog="python -m bench.attribution_studies")
     sub = parser.add_subparsers(dest="what", required=True)
     r = sub.add_parser("runtime")
     r.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])

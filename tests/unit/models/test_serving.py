@@ -151,25 +151,58 @@ def test_feast_down_falls_back_to_the_static_popularity(served: Served, tmp_path
     assert "features/scoring failed" in next(iter(service.health()["fallback_reasons"]))
 
 
-class SlowStore:
-    """The real store, 200 ms slower per lookup (no reliance on how fast the machine is)."""
+def _slow(service: SlateService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real store read, 200 ms slower (no reliance on how fast the machine is)."""
+    assert service.online is not None
+    read = service.online.reader.read
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    def get_online_features(self, *args: Any, **kwargs: Any) -> Any:
+    def slow_read(*args: Any) -> Any:
         time.sleep(0.2)
-        return self.store.get_online_features(*args, **kwargs)
+        return read(*args)
+
+    monkeypatch.setattr(service.online.reader, "read", slow_read)
 
 
-def test_slow_features_fall_back_within_the_budget(served: Served) -> None:
-    client, events, service = client_for(served, replace(CFG, score_timeout_ms=20),
-                                         store=SlowStore(served.shop.store))
+def test_slow_features_fall_back_within_the_budget(served: Served,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    client, events, service = client_for(served, replace(CFG, score_timeout_ms=20))
+    _slow(service, monkeypatch)
     _assert_popularity(client.post("/rank", json=request(served)).json(), events)
     assert "slower than 20 ms" in next(iter(service.health()["fallback_reasons"]))
+    # a store that overran the budget while working on it counts towards the breaker
+    assert service._breaker.streak == 1
+
+
+def test_every_fallback_is_counted_per_arm_and_assigned_version(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    rollout = Rollout(served.registry)
+    rollout.canary(served.versions[1], 50)
+    try:
+        client, events, service = client_for(
+            served, replace(CFG, rollout_refresh_s=0.0, score_timeout_ms=20,
+                            breaker_failures=1000))
+        for i in range(10):
+            client.post("/rank", json=request(served, user=f"u{i}", k=2))
+        _slow(service, monkeypatch)
+        for i in range(10, 30):
+            client.post("/rank", json=request(served, user=f"u{i}", k=2))
+    finally:
+        rollout.rollback()
+    health = client.get("/healthz").json()
+    expected: dict[tuple[str, str], list[int]] = {}
+    for e in events:  # what the log says, per arm and the version the arm was assigned
+        version = served.versions[0] if e["arm"] == "control" else served.versions[1]
+        row = expected.setdefault((e["arm"], version), [0, 0])
+        row[0] += 1
+        row[1] += int(e["fallback"])
+    got = {(a["arm"], a["version"]): [a["requests"], a["fallback"]] for a in health["arms"]}
+    assert got == expected and len(got) == 2
+    assert sum(f for _, f in got.values()) == 20 == health["counts"]["fallback"]
+    for arm in health["arms"]:
+        assert arm["fallback_share"] == round(arm["fallback"] / arm["requests"], 4)
+        # the reasons add up (slower than the budget, or queued behind the slow lookups)
+        reasons = {k: v for k, v in arm.items() if k.startswith("features/scoring")}
+        assert sum(reasons.values()) == arm["fallback"], arm
 
 
 def test_repeated_failures_open_the_circuit(served: Served, tmp_path: Path) -> None:

@@ -152,12 +152,13 @@ def _serve(args: argparse.Namespace) -> int:
     from feature_repo.store import load_feast
     from loopline.kafka import load_kafka
     from models.serving.config import load_serving
-    from models.serving.server import build_service, run, with_auth
+    from models.serving.server import build_service, check_event_log, run, with_auth
 
     cfg, generated = with_auth(load_serving(host=args.host, port=args.port,
                                             kafka_enabled=False if args.no_kafka else None))
-    service = build_service(cfg, _paths(), load_feast(),
-                            load_kafka() if cfg.kafka_enabled else None)
+    kafka = load_kafka() if cfg.kafka_enabled else None
+    check_event_log(cfg, kafka)  # before anything listens: no topic, no serving
+    service = build_service(cfg, _paths(), load_feast(), kafka)
     print(f"serving on http://{cfg.host}:{cfg.port}  (POST /rank, GET /healthz)", flush=True)
     if generated:
         print(f"auth token for this run (set serving.auth_token to choose one): {generated}",

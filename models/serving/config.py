@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from loopline import settings
 from loopline.errors import ConfigError
 from loopline.net import is_loopback
+from schemas import topics
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ServingConfig:
     item_max_age_ms: int = 1000
     item_cache_size: int = 200_000
     kafka_enabled: bool = True
+    event_topic: str = topics.SERVING  # where ServingEvents go (the feedback job's input)
     # The ServingEvent log. Policy when the queue is full: drop the event and count it
     # (`events.dropped`, /healthz degraded); requests never block on the broker.
     event_queue_size: int = 100_000

@@ -1,4 +1,8 @@
-"""`loopline serve`: wire config → Feast store, registry, Kafka sink → app → uvicorn."""
+"""`loopline serve`: wire config → Feast store, registry, Kafka sink → app → uvicorn.
+
+Start-up refuses to serve when the ServingEvent topic is missing or not writable (a clear
+error, exit 1): slates whose impressions never reach Kafka break the loop silently.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,17 @@ from loopline.paths import PathsConfig
 from models.registry import Registry
 from models.serving.app import create_app
 from models.serving.config import ServingConfig
-from models.serving.events import KafkaSink
+from models.serving.events import KafkaSink, check_topic
 from models.serving.service import SlateService
 
 log = logging.getLogger(__name__)
+
+
+def check_event_log(cfg: ServingConfig, kafka: KafkaConfig | None) -> None:
+    """Raise EventLogError unless ServingEvents can be written (skipped without Kafka or
+    with serving.check_topics = false)."""
+    if kafka is not None and cfg.check_topics:
+        check_topic(kafka, cfg.event_topic)
 
 
 def build_service(cfg: ServingConfig, paths: PathsConfig, feast: FeastConfig,
@@ -29,7 +40,8 @@ def build_service(cfg: ServingConfig, paths: PathsConfig, feast: FeastConfig,
     except LooplineError as exc:
         log.error("serving without features (popularity only): %s", exc)
         store = None
-    sink = KafkaSink(kafka, cfg.event_queue_size) if kafka is not None else None
+    sink = (KafkaSink(kafka, cfg.event_queue_size, topic=cfg.event_topic)
+            if kafka is not None else None)
     service = SlateService(cfg, Registry.from_paths(paths), store, sink)
     service.warm()
     return service
@@ -47,12 +59,16 @@ def with_auth(cfg: ServingConfig) -> tuple[ServingConfig, str | None]:
     return replace(cfg, auth_token=token), token
 
 
-def run(cfg: ServingConfig, service: SlateService) -> None:
-    """Serve until interrupted; queued events are flushed on shutdown."""
-    if service.cfg.auth_token is None and not service.cfg.allow_unauthenticated:
+def _refuse_open(cfg: ServingConfig) -> None:
+    if cfg.auth_token is None and not cfg.allow_unauthenticated:
         raise ConfigError(
             "serving: refusing to listen without an auth token; set serving.auth_token (or "
             "serving.allow_unauthenticated=true for local development), or use with_auth()"
         )
+
+
+def run(cfg: ServingConfig, service: SlateService) -> None:
+    """Serve until interrupted; queued events are flushed on shutdown."""
+    _refuse_open(service.cfg)
     uvicorn.run(create_app(service), host=cfg.host, port=cfg.port, log_level="info",
-                access_log=False)
+                access_log=False, http="httptools", loop="uvloop")

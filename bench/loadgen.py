@@ -94,15 +94,17 @@ def _cpu_s() -> float:
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     if not is_loopback(spec["host"]):
         raise BenchUsageError(f"the load generator only targets loopback, got {spec['host']!r}")
+    factory: Any = None
     try:
         import uvloop
 
-        uvloop.install()
-        loop_kind = "uvloop"
+        factory, loop_kind = uvloop.new_event_loop, "uvloop"
     except ImportError:
         loop_kind = "asyncio"
     cpu = _cpu_s()
-    raw = asyncio.run(_run(spec))
+    # A runner of its own (not uvloop.install()): a caller's event-loop policy is left alone.
+    with asyncio.Runner(loop_factory=factory) as runner:
+        raw = runner.run(_run(spec))
     cpu = _cpu_s() - cpu
     answered = np.asarray(raw["latency_ms"])
     total = sum(raw["status"].values())

@@ -39,15 +39,14 @@ _STOP = object()
 _WAKE_S = 0.2  # the sender thread's longest sleep: stats stay fresh, close() is prompt
 
 
-def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING, timeout_s: float = 30.0) -> None:
+def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING) -> None:
     """Raise EventLogError unless `topic` exists, has a leader for every partition and this
     client may write to it. Called before serving starts: a log that never reaches Kafka
     breaks the whole loop (no labels, no training data, no attribution)."""
     from kafka.admin import KafkaAdminClient
 
     try:
-        admin = KafkaAdminClient(**kafka.client_kwargs(),
-                                 api_version_auto_timeout_ms=int(timeout_s * 1000))
+        admin = KafkaAdminClient(**kafka.client_kwargs())
     except KafkaError as exc:
         raise EventLogError(f"cannot reach Kafka at {kafka.bootstrap_servers} to check the "
                             f"ServingEvent topic {topic!r}: {type(exc).__name__}: {exc}") from exc

@@ -1,9 +1,17 @@
 """Serving's Prometheus metrics, defined once (GET /metrics when serving.metrics_enabled).
 
 Each SlateService owns a ServingMetrics on its own CollectorRegistry, so two services in one
-process (tests, the demo's shadows) never mix counts. With several worker processes,
-prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the server before the
-workers start) sums them at scrape time; gauges say how they combine across workers.
+process (tests, the demo) never mix counts. With several worker processes the server points
+SHARED_DIR_ENV (and prometheus-client's PROMETHEUS_MULTIPROC_DIR) at one folder before the
+workers start; values then live in files there and a scrape sums every worker (gauges say how
+they combine).
+
+Importing Feast switches prometheus-client into multiprocess mode for the whole process, in a
+temporary folder of Feast's own (feast/metrics.py sets PROMETHEUS_MULTIPROC_DIR, eagerly). A
+metric created there starts from the value the same name last had in this process, so two
+services would share counts. Outside our own multi-worker mode this module therefore puts
+prometheus-client back on in-memory values (new metric children only; Feast's metrics are not
+served by Loopline).
 """
 
 from __future__ import annotations
@@ -18,10 +26,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 
 PREFIX = "loopline_serving"
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SHARED_DIR_ENV = "_LOOPLINE_SERVING_SHARED_DIR"  # set by server.run_workers, never by users
+
+if not os.environ.get(SHARED_DIR_ENV):
+    values.ValueClass = values.MutexValue
 # Latency buckets (seconds) around the 30 ms / 100 ms targets.
 _LATENCY = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5)
 _LOOKUP = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
@@ -84,7 +96,7 @@ class ServingMetrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text format: every worker's values in multiprocess mode."""
-        folder = os.environ.get(MULTIPROC_ENV)
+        folder = os.environ.get(SHARED_DIR_ENV)
         if folder:
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged, path=folder)

@@ -301,3 +301,34 @@ def test_healthz(served: Served) -> None:
     assert health["status"] == "ok" and health["counts"]["requests"] == 1
     assert health["rollout"]["arms"][0]["version"] == served.versions[0]
     assert "salt" not in health["rollout"]
+
+
+def test_metrics_follow_the_auth_rule_and_count_what_was_served(served: Served) -> None:
+    token = {"Authorization": "Bearer " + "t" * 24}
+    client, _, _ = client_for(served, replace(CFG, auth_token="t" * 24, metrics_enabled=True))
+    assert client.post("/rank", json=request(served), headers=token).status_code == 200
+    assert client.get("/metrics").status_code == 401
+    text = client.get("/metrics", headers=token).text
+    labels = f'arm="control",fallback="false",version="{served.versions[0]}"'
+    assert f"loopline_serving_requests_total{{{labels}}} 1.0" in text
+    assert "loopline_serving_feature_lookup_seconds_count 1.0" in text
+    off, _, _ = client_for(served, replace(CFG, auth_token="t" * 24))
+    assert off.get("/metrics", headers=token).status_code == 404  # off unless configured
+
+
+def test_healthz_is_503_while_the_event_log_is_at_risk(served: Served) -> None:
+    class StuckSink:
+        def __call__(self, event: dict[str, Any]) -> None:
+            pass
+
+        def stats(self) -> dict[str, Any]:
+            return {"accepted": 3, "delivered": 0, "dropped": 0, "failed": 0, "pending": 3,
+                    "oldest_pending_s": 42.0, "last_loss_s_ago": None, "connected": False,
+                    "last_error": "NoBrokersAvailable"}
+
+    service = SlateService(CFG, served.registry, served.shop.store, StuckSink())
+    response = TestClient(create_app(service)).get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded" and body["events"]["pending"] == 3
+    assert any("42.0 s old" in r for r in body["reasons"])

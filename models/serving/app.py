@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -105,9 +105,12 @@ class BearerAuth:
         await send({"type": "http.response.body", "body": body})
 
 
-def create_app(service: SlateService) -> FastAPI:
-    """The app around one SlateService (its lifetime is the app's)."""
+def create_app(service: SlateService,
+               health_view: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
+    """The app around one SlateService (its lifetime is the app's). `health_view` replaces
+    service.health for /healthz (several workers: every worker's view, models/serving/workers)."""
     cfg = service.cfg
+    view = health_view or service.health
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -159,7 +162,7 @@ def create_app(service: SlateService) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
-        body = service.health()
+        body = view()
         return JSONResponse(status_code=health.HTTP_CODE[body["status"]], content=body)
 
     if cfg.metrics_enabled:

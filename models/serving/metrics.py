@@ -60,9 +60,6 @@ class ServingMetrics:
         self.lookup = Histogram(
             f"{PREFIX}_feature_lookup_seconds", "Online feature lookup of one request",
             buckets=_LOOKUP, registry=r)
-        self.in_flight = Gauge(
-            f"{PREFIX}_in_flight", "/rank requests being worked on", registry=r,
-            multiprocess_mode="livesum")
         self.events = Counter(
             f"{PREFIX}_events", "ServingEvents by outcome: accepted by the log queue, "
             "delivered (acknowledged by Kafka), dropped (queue full), failed (refused by Kafka)",
@@ -99,6 +96,6 @@ class ServingMetrics:
         folder = os.environ.get(SHARED_DIR_ENV)
         if folder:
             merged = CollectorRegistry()
-            multiprocess.MultiProcessCollector(merged, path=folder)
+            multiprocess.MultiProcessCollector(merged, path=os.path.join(folder, "metrics"))
             return generate_latest(merged)
         return generate_latest(self.registry)

@@ -7,10 +7,15 @@ error, exit 1): slates whose impressions never reach Kafka break the loop silent
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from feature_repo.store import FeastConfig, feature_store
 from loopline.errors import ConfigError, LooplineError
@@ -20,6 +25,7 @@ from models.registry import Registry
 from models.serving.app import create_app
 from models.serving.config import ServingConfig
 from models.serving.events import KafkaSink, check_topic
+from models.serving.metrics import SHARED_DIR_ENV
 from models.serving.service import SlateService
 
 log = logging.getLogger(__name__)
@@ -67,8 +73,54 @@ def _refuse_open(cfg: ServingConfig) -> None:
         )
 
 
+def worker_count(cfg: ServingConfig) -> int:
+    return cfg.workers or os.cpu_count() or 1
+
+
 def run(cfg: ServingConfig, service: SlateService) -> None:
-    """Serve until interrupted; queued events are flushed on shutdown."""
+    """Serve until interrupted (one process); queued events are flushed on shutdown."""
     _refuse_open(service.cfg)
     uvicorn.run(create_app(service), host=cfg.host, port=cfg.port, log_level="info",
                 access_log=False, http="httptools", loop="uvloop")
+
+
+def run_workers(cfg: ServingConfig) -> None:
+    """Serve with worker_count(cfg) processes on one port (uvicorn's supervisor binds it and
+    restarts a worker that dies). Workers read their config from the environment, like any
+    `loopline` process: the effective serving settings (host, port, token, Kafka switch) are
+    exported first, so every worker runs exactly what was checked here."""
+    _refuse_open(cfg)
+    shared = Path(tempfile.mkdtemp(prefix="loopline-serving-"))
+    (shared / "metrics").mkdir()
+    env = {SHARED_DIR_ENV: str(shared),
+           # prometheus-client's (and Feast's) multiprocess folder: ours, before any import
+           "PROMETHEUS_MULTIPROC_DIR": str(shared / "metrics"),
+           "PROMETHEUS_MULTIPROCESS_DIR": str(shared / "metrics"),
+           "LOOPLINE_SERVING_HOST": cfg.host, "LOOPLINE_SERVING_PORT": str(cfg.port),
+           "LOOPLINE_SERVING_KAFKA_ENABLED": str(cfg.kafka_enabled).lower()}
+    if cfg.auth_token is not None:
+        env["LOOPLINE_SERVING_AUTH_TOKEN"] = cfg.auth_token
+    os.environ.update(env)
+    try:
+        uvicorn.run("models.serving.server:worker_app", factory=True,
+                    workers=worker_count(cfg), host=cfg.host, port=cfg.port, log_level="info",
+                    access_log=False, http="httptools", loop="uvloop")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def worker_app() -> FastAPI:
+    """One worker's app (uvicorn factory): config from the environment run_workers set."""
+    from feature_repo.store import load_feast
+    from loopline.kafka import load_kafka
+    from loopline.paths import load_paths
+    from models.serving.config import load_serving
+    from models.serving.workers import WorkerBoard
+
+    cfg = load_serving()
+    service = build_service(cfg, load_paths(), load_feast(),
+                            load_kafka() if cfg.kafka_enabled else None)
+    board = WorkerBoard(Path(os.environ[SHARED_DIR_ENV]) / "health",
+                        loss_hold_s=cfg.event_loss_hold_s)
+    board.start(service.health)
+    return create_app(service, health_view=lambda: board.merged(service.health()))

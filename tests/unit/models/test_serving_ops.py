@@ -277,3 +277,48 @@ def test_cached_item_features_are_never_older_than_the_bound(shop: Shop) -> None
     finally:
         online.close()
         fast.close()
+
+
+# ---- several workers: one /healthz --------------------------------------------------------
+def _snapshot(pid: int, at: float, status: str = "ok", pending: int = 0,
+              reasons: list[str] | None = None, fallback: int = 0) -> dict[str, Any]:
+    return {"pid": pid, "at": at, "status": status, "reasons": reasons or [],
+            "rollout": None, "latest_version": "v1", "feature_store": "ok",
+            "counts": {"requests": 10, "fallback": fallback, "shed": 1, "sink_errors": 0},
+            "fallback_reasons": {"x": fallback} if fallback else {},
+            "arms": [{"arm": "control", "version": "v1", "requests": 10, "fallback": fallback,
+                      "fallback_share": fallback / 10, **({"x": fallback} if fallback else {})}],
+            "events": {"accepted": 10, "delivered": 10 - pending, "dropped": 0, "failed": 0,
+                       "pending": pending, "oldest_pending_s": 0.5 * pending,
+                       "last_loss_s_ago": None, "connected": True, "last_error": None},
+            "item_features": None}
+
+
+def test_workers_are_summed_and_one_stuck_log_degrades_them_all() -> None:
+    from models.serving.workers import merge
+
+    now = 1000.0
+    ok = merge([_snapshot(1, now), _snapshot(2, now - 0.4, fallback=3)], now, 10, 60,
+               lambda pid: True)
+    assert ok["status"] == "ok" and ok["counts"] == {"requests": 20, "fallback": 3, "shed": 2,
+                                                    "sink_errors": 0}
+    assert ok["arms"] == [{"arm": "control", "version": "v1", "requests": 20, "fallback": 3,
+                           "x": 3, "fallback_share": 0.15}]
+    assert ok["events"]["accepted"] == 20 and ok["fallback_reasons"] == {"x": 3}
+
+    stuck = merge([_snapshot(1, now), _snapshot(2, now, "degraded", pending=7,
+                                                reasons=["oldest undelivered ..."])],
+                  now, 10, 60, lambda pid: True)
+    assert stuck["status"] == "degraded" and stuck["events"]["pending"] == 7
+    assert stuck["reasons"] == ["worker 2: oldest undelivered ..."]
+
+    silent = merge([_snapshot(1, now), _snapshot(2, now - 30)], now, 10, 60, lambda pid: True)
+    assert silent["status"] == "degraded" and "worker 2 has not reported" in silent["reasons"][0]
+
+    exited = merge([_snapshot(1, now), _snapshot(2, now - 5, pending=4)], now, 10, 60,
+                   lambda pid: pid == 1)
+    assert exited["status"] == "degraded" and "exited with 4" in exited["reasons"][0]
+    assert exited["counts"]["requests"] == 20  # what it served stays counted
+    long_gone = merge([_snapshot(1, now), _snapshot(2, now - 100, pending=4)], now, 10, 60,
+                      lambda pid: pid == 1)
+    assert long_gone["status"] == "ok"

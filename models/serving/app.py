@@ -142,7 +142,7 @@ def create_app(service: SlateService,
         app.add_middleware(BearerAuth, token=cfg.auth_token)
 
     @app.post("/rank", response_model=RankResponse)
-    def rank(req: RankRequest, request: Request) -> RankResponse:
+    def rank(req: RankRequest, request: Request) -> JSONResponse:
         if len(req.candidates) > cfg.max_candidates:
             raise HTTPException(422, f"candidates: {len(req.candidates)} exceed the limit of "
                                      f"{cfg.max_candidates}")
@@ -153,12 +153,14 @@ def create_app(service: SlateService,
         if arrived is not None:
             service.metrics.latency.labels("true" if slate.fallback else "false").observe(
                 time.perf_counter() - arrived)
-        return RankResponse(
-            request_id=slate.request_id, model_version=slate.model_version, arm=slate.arm,
-            policy=slate.policy, fallback=slate.fallback,
-            slate=[SlateItemOut(item_id=i.item_id, position=i.position, score=i.score,
-                                propensity=i.propensity) for i in slate.items],
-        )
+        # The body is built here, already valid by construction: returning the model would
+        # have FastAPI validate and serialise it a second time on every request.
+        return JSONResponse({
+            "request_id": slate.request_id, "model_version": slate.model_version,
+            "arm": slate.arm, "policy": slate.policy, "fallback": slate.fallback,
+            "slate": [{"item_id": i.item_id, "position": i.position, "score": i.score,
+                       "propensity": i.propensity} for i in slate.items],
+        })
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

@@ -36,7 +36,9 @@ class ServingConfig:
     # Admission (per worker): at most max_in_flight /rank requests are worked on at once; up
     # to max_waiting more wait at most queue_wait_ms for a slot; anything beyond is shed with
     # 503 + Retry-After: retry_after_s. Shedding keeps answered latency bounded above the knee.
-    max_in_flight: int = 4
+    # Two per worker: one GIL per process, so a third request in flight adds only latency
+    # (the second overlaps the first one's store round trip).
+    max_in_flight: int = 2
     max_waiting: int = 16
     queue_wait_ms: int = 20
     retry_after_s: int = 1

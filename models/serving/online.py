@@ -81,6 +81,11 @@ class RawReader:
 
     def read(self, view: str, entities: Sequence[str]) -> np.ndarray:
         """(len(entities), features of `view`) floats, NaN where missing."""
+        return decode(self.read_raw(view, entities), len(_VIEW_COLUMNS[view]))
+
+    def read_raw(self, view: str, entities: Sequence[str]) -> list[tuple[bytes | None, ...]]:
+        """The stored Value protos of each entity's features (None where absent), undecoded:
+        the cache compares these bytes and decodes only rows that changed."""
         join_key = names.KEY_BY_VIEW[view]
         protos = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=e)])
                   for e in entities]
@@ -91,14 +96,12 @@ class RawReader:
         return self._sqlite(view, [serialize_entity_key(
             p, entity_key_serialization_version=self.version) for p in protos])
 
-    def _redis(self, view: str, keys: list[bytes]) -> np.ndarray:
+    def _redis(self, view: str, keys: list[bytes]) -> list[tuple[bytes | None, ...]]:
         fields = self.fields[view]
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(key, fields)
-        rows = pipe.execute()
-        return np.array([[_number(v) for v in row] for row in rows], dtype=float).reshape(
-            len(keys), len(fields))
+        return [tuple(row) for row in pipe.execute()]
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -109,17 +112,23 @@ class RawReader:
             self._local.conn = conn
         return conn
 
-    def _sqlite(self, view: str, keys: list[bytes]) -> np.ndarray:
+    def _sqlite(self, view: str, keys: list[bytes]) -> list[tuple[bytes | None, ...]]:
         columns = {name: j for j, (name, _) in enumerate(_VIEW_COLUMNS[view])}
-        out = np.full((len(keys), len(columns)), np.nan)
+        out: list[list[bytes | None]] = [[None] * len(columns) for _ in keys]
         where = {k: i for i, k in enumerate(keys)}
         sql = (f'SELECT entity_key, feature_name, value FROM "{self.tables[view]}" '
                f"WHERE entity_key IN ({','.join('?' * len(keys))})")
         for key, name, raw in self._conn().execute(sql, keys):
             j = columns.get(name)
             if j is not None:
-                out[where[key], j] = _number(raw)
-        return out
+                out[where[key]][j] = raw
+        return [tuple(row) for row in out]
+
+
+def decode(rows: list[tuple[bytes | None, ...]], width: int) -> np.ndarray:
+    """Stored Value protos → (len(rows), width) floats, NaN where absent or null."""
+    return np.array([[_number(v) for v in row] for row in rows], dtype=float).reshape(
+        len(rows), width)
 
 
 class OnlineFeatures:
@@ -130,9 +139,9 @@ class OnlineFeatures:
         self.reader = RawReader(store)
         self.refresh_s, self.max_age_s = refresh_ms / 1000, max_age_ms / 1000
         self.capacity, self.cache = capacity, cache
-        # item -> (feature row, monotonic time read); replaced whole, so readers never see
-        # half a row. `_used` remembers when an item was last asked for (eviction order).
-        self._items: dict[str, tuple[np.ndarray, float]] = {}
+        # item -> (feature row, monotonic time read, stored bytes); replaced whole, so readers
+        # never see half a row. `_used` remembers when an item was last asked for (eviction).
+        self._items: dict[str, tuple[np.ndarray, float, tuple[bytes | None, ...]]] = {}
         self._used: dict[str, float] = {}
         self.max_item_age_s = 0.0  # oldest cached row served since the last refresh
         self.refresh_error: str | None = None
@@ -170,10 +179,11 @@ class OnlineFeatures:
                 rows[i] = hit[0]
                 oldest = max(oldest, now - hit[1])
         if stale:
-            fresh = self.reader.read(_ITEM, [items[i] for i in stale])
-            for i, row in zip(stale, fresh, strict=True):
+            raw = self.reader.read_raw(_ITEM, [items[i] for i in stale])
+            fresh = decode(raw, self._n_item)
+            for i, row, stored in zip(stale, fresh, raw, strict=True):
                 rows[i] = row
-                cached[items[i]] = (row, now)
+                cached[items[i]] = (row, now, stored)
         self.max_item_age_s = max(self.max_item_age_s, oldest)
         return rows
 
@@ -187,7 +197,9 @@ class OnlineFeatures:
                 log.warning("item feature refresh failed: %s", self.refresh_error)
 
     def refresh(self) -> None:
-        """Re-read every cached item (evicting the least recently used beyond capacity)."""
+        """Re-read every cached item (evicting the least recently used beyond capacity);
+        only rows whose stored bytes changed are decoded again (most do not, and decoding
+        is most of a refresh's CPU)."""
         if len(self._used) > self.capacity:
             keep = sorted(self._used.items(), key=lambda kv: kv[1])[-self.capacity:]
             self._used = dict(keep)
@@ -199,8 +211,11 @@ class OnlineFeatures:
         started = time.monotonic()
         for start in range(0, len(items), 2_000):
             chunk = items[start:start + 2_000]
-            for item, row in zip(chunk, self.reader.read(_ITEM, chunk), strict=True):
-                self._items[item] = (row, started)
+            for item, stored in zip(chunk, self.reader.read_raw(_ITEM, chunk), strict=True):
+                old = self._items.get(item)
+                row = old[0] if old is not None and old[2] == stored else \
+                    decode([stored], self._n_item)[0]
+                self._items[item] = (row, started, stored)
 
     @property
     def cached_items(self) -> int:

@@ -200,7 +200,9 @@ class KafkaSink:
             pending = len(self._pending)
             oldest = next(iter(self._pending.values()), None)
             last_loss = self.last_loss
-        return {**counts, "pending": pending,
+        # "queued"/"sent": the names the demo and older tests read (= accepted/delivered)
+        return {**counts, "queued": counts["accepted"], "sent": counts["delivered"],
+                "pending": pending,
                 "oldest_pending_s": round(now - oldest, 3) if oldest is not None else 0.0,
                 "last_loss_s_ago": round(now - last_loss, 3) if last_loss is not None else None,
                 "connected": self.connected, "last_error": self.last_error}

@@ -125,8 +125,11 @@ class SlateService:
                                            cfg.event_loss_hold_s)
 
     def _online_reader(self, store: FeatureStore | None) -> OnlineFeatures | None:
-        """The raw-read path, or None (then Feast's get_online_features is used)."""
-        if store is None or not self.cfg.fast_lookup:
+        """The raw-read path, or None (then Feast's get_online_features is used). Only for a
+        real FeatureStore: a stand-in that wraps get_online_features (the demo's SharedLookup,
+        which lets ground-truth shadows reuse the live request's lookup) keeps Feast's path,
+        so what it shares stays shared and its values are never a cached item row."""
+        if store is None or not self.cfg.fast_lookup or not isinstance(store, FeatureStore):
             return None
         try:
             return OnlineFeatures(store, self.cfg.item_refresh_ms, self.cfg.item_max_age_ms,

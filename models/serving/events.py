@@ -36,10 +36,6 @@ EventSink = Callable[[dict[str, Any]], None]
 """Receives each ServingEvent (as the Avro record dict); tests inject a list's append."""
 
 _STOP = object()
-# Events ride in batches: a longer linger than KafkaConfig's 5 ms packs a few hundred
-# requests/s into fewer produce requests (less CPU in kafka-python's I/O thread, measured in
-# bench/README.md), and nobody waits on delivery.
-LINGER_MS = 20
 _WAKE_S = 0.2  # the sender thread's longest sleep: stats stay fresh, close() is prompt
 
 
@@ -151,8 +147,7 @@ class KafkaSink:
     def _producer(self) -> KafkaProducer | None:
         while not self._closing:
             try:
-                producer = KafkaProducer(**{**self.kafka.producer_kwargs(),
-                                            "linger_ms": LINGER_MS})
+                producer = KafkaProducer(**self.kafka.producer_kwargs())
                 self.connected, self.last_error = True, None
                 return producer
             except KafkaError as exc:

@@ -178,6 +178,9 @@ def _measure_store(ctx: BenchContext, opts: Options, store: str) -> dict[str, An
                "k": opts.k} for i in range(512)]
     workers = opts.workers or os.cpu_count() or 1
     port, token = free_port(28500), secrets.token_urlsafe(24)
+    topic = f"bench.{ctx.run_tag}.{store}.served"  # never a shared broker's default topic
+    ctx.services.create_topics([topic], 1)
+    env["LOOPLINE_SERVING_EVENT_TOPIC"] = topic
     levels = []
     with _serve(env, home, port, token, workers) as proc:
         root = psutil.Process(proc.pid)
@@ -202,6 +205,7 @@ def _measure_store(ctx: BenchContext, opts: Options, store: str) -> dict[str, An
         while (health.get("events") or {}).get("pending") and time.monotonic() < deadline:
             time.sleep(1)
             health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()
+    ctx.services.delete_topics([topic])
     return {"workers": workers, "raw": raw, "levels": levels, "knee": knee(levels),
             "health": {k: health.get(k) for k in ("status", "reasons", "counts",
                                                   "fallback_reasons", "events", "workers")},

@@ -81,7 +81,7 @@ def run(cfg: ServingConfig, service: SlateService) -> None:
     """Serve until interrupted (one process); queued events are flushed on shutdown."""
     _refuse_open(service.cfg)
     uvicorn.run(create_app(service), host=cfg.host, port=cfg.port, log_level="info",
-                access_log=False, http="httptools", loop="uvloop")
+                access_log=False)  # uvloop + httptools when installed
 
 
 def run_workers(cfg: ServingConfig) -> None:
@@ -104,7 +104,7 @@ def run_workers(cfg: ServingConfig) -> None:
     try:
         uvicorn.run("models.serving.server:worker_app", factory=True,
                     workers=worker_count(cfg), host=cfg.host, port=cfg.port, log_level="info",
-                    access_log=False, http="httptools", loop="uvloop")
+                    access_log=False)  # uvloop + httptools when installed
     finally:
         shutil.rmtree(shared, ignore_errors=True)
 

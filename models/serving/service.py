@@ -227,6 +227,7 @@ class SlateService:
             reason = "feature store circuit open"
         else:
             started: list[float] = []
+            submitted = time.monotonic()
             try:
                 if budget:
                     future: Future[Any] = self._pool.submit(self._lookup_and_score, user_id,
@@ -240,9 +241,11 @@ class SlateService:
                 reason = ("no model registered" if version is None
                           else f"model {version} unavailable")
             except FutureTimeout:
-                # Only a store that was working on it for the whole budget is a failure; a
-                # lookup still waiting for a thread is load, which admission deals with.
-                if started:
+                # Only a store that had (nearly) the whole budget and did not answer is
+                # failing; a lookup that waited for a thread for half the budget or more is
+                # load, which admission deals with, and must not open the breaker.
+                budget_s = self.cfg.score_timeout_ms / 1000
+                if started and started[0] - submitted < budget_s / 2:
                     self._breaker.record(False)
                     reason = f"features/scoring slower than {self.cfg.score_timeout_ms} ms"
                 else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -151,13 +152,13 @@ def test_feast_down_falls_back_to_the_static_popularity(served: Served, tmp_path
     assert "features/scoring failed" in next(iter(service.health()["fallback_reasons"]))
 
 
-def _slow(service: SlateService, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real store read, 200 ms slower (no reliance on how fast the machine is)."""
+def _slow(service: SlateService, monkeypatch: pytest.MonkeyPatch, delay_s: float = 0.2) -> None:
+    """The real store read, `delay_s` slower (no reliance on how fast the machine is)."""
     assert service.online is not None
     read = service.online.reader.read
 
     def slow_read(*args: Any) -> Any:
-        time.sleep(0.2)
+        time.sleep(delay_s)
         return read(*args)
 
     monkeypatch.setattr(service.online.reader, "read", slow_read)
@@ -332,3 +333,20 @@ def test_healthz_is_503_while_the_event_log_is_at_risk(served: Served) -> None:
     body = response.json()
     assert body["status"] == "degraded" and body["events"]["pending"] == 3
     assert any("42.0 s old" in r for r in body["reasons"])
+
+
+def test_lookups_queued_behind_slow_ones_never_count_towards_the_breaker(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = replace(CFG, score_timeout_ms=50, max_in_flight=1, breaker_failures=100)
+    _, _, service = client_for(served, cfg)  # a lookup pool of max_in_flight + 2 = 3 threads
+    _slow(service, monkeypatch, delay_s=1.0)  # far beyond the budget, even on a busy machine
+    with ThreadPoolExecutor(6) as callers:
+        slates = list(callers.map(
+            lambda i: service.rank(f"u{i}", "s", served.candidates, 3), range(6)))
+    reasons = Counter(s.fallback_reason for s in slates)
+    slow = reasons["features/scoring slower than 50 ms"]
+    # the 4th-6th lookups waited for a thread for longer than the budget: load, not the store
+    assert reasons["features/scoring queued past 50 ms"] >= 3, reasons
+    assert service._breaker.streak == slow <= 3

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaProducer
+import kafka
 from kafka.errors import KafkaError
 
 from loopline.kafka import KafkaConfig
@@ -144,10 +144,12 @@ class KafkaSink:
                 self.last_error = f"{type(error).__name__}: {error}"
                 self._lose("failed", time.monotonic(), self.last_error)
 
-    def _producer(self) -> KafkaProducer | None:
+    def _producer(self) -> kafka.KafkaProducer | None:
         while not self._closing:
             try:
-                producer = KafkaProducer(**self.kafka.producer_kwargs())
+                # looked up on the module at call time, so a test double of the client class
+                # (test_kafka_security records every client's settings) reaches it too
+                producer = kafka.KafkaProducer(**self.kafka.producer_kwargs())
                 self.connected, self.last_error = True, None
                 return producer
             except KafkaError as exc:
@@ -157,7 +159,7 @@ class KafkaSink:
                 time.sleep(self.retry_s)
         return None
 
-    def _send(self, producer: KafkaProducer, seq: int, event: dict[str, Any]) -> None:
+    def _send(self, producer: kafka.KafkaProducer, seq: int, event: dict[str, Any]) -> None:
         try:
             value = self.codec.encode(SERVING_EVENT, event)
             future = producer.send(self.topic, value=value, key=event["request_id"].encode(),

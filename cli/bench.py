@@ -1,7 +1,7 @@
 """`loopline bench SUITE`: measure a suite beside its baseline, print both, write JSON.
 
-Suites: throughput, freshness, lookup, attribution, soak, writer; `table` prints (or writes into
-bench/README.md) the latest figures of each suite. See bench/README.md.
+Suites: throughput, freshness, lookup, serving, attribution, soak, writer; `table` prints (or
+writes into bench/README.md) the latest figures of each suite. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from loopline.errors import LooplineError
 
-SUITES = ("throughput", "freshness", "lookup", "attribution", "soak", "writer")
+SUITES = ("throughput", "freshness", "lookup", "serving", "attribution", "soak", "writer")
 
 
 class BenchArgumentError(LooplineError):
@@ -57,8 +57,8 @@ def _setting(text: str) -> tuple[str, Any]:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "bench",
-        help="benchmarks: throughput, freshness, lookup, attribution, soak, writer (each beside a "
-             "baseline)",
+        help="benchmarks: throughput, freshness, lookup, serving, attribution, soak, writer "
+             "(each beside a baseline)",
         description=(
             "Run a benchmark suite and its baseline in the same run, print them side by side "
             "with the ratio, and write a JSON result (machine facts, load, versions) under "
@@ -122,6 +122,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     look.add_argument("--serving-requests", type=int, default=1_000,
                       help="timed serving requests per store")
     look.add_argument("--no-serving", action="store_true", help="skip the serving request")
+    srv = parser.add_argument_group("serving (`loopline serve` under a concurrency sweep)")
+    srv.add_argument("--concurrency", type=_ints,
+                     help="concurrent clients per level (1,2,4,8,32)")
+    srv.add_argument("--level-seconds", type=float, default=6.0,
+                     help="seconds measured per level (6)")
+    srv.add_argument("--serving-workers", type=int, default=0,
+                     help="`loopline serve --workers` (0 = one per core)")
     attr = parser.add_argument_group("attribution")
     attr.add_argument("--users", type=_ints, help="users per run (100000,1000000)")
     attr.add_argument("--no-refuters", action="store_true", help="skip DoWhy refuters")
@@ -177,6 +184,13 @@ def _options(args: argparse.Namespace) -> Any:
         return writer.Options(updates=args.events or 100_000, entities=args.writer_entities,
                               stores=stores or writer.STORES, baseline=not args.no_baseline,
                               smoke=args.smoke)
+    if args.suite == "serving":
+        from bench.suites import serving
+
+        return serving.Options(
+            stores=stores or serving.STORES,
+            concurrency=args.concurrency or serving.Options.concurrency,
+            level_s=args.level_seconds, workers=args.serving_workers, smoke=args.smoke)
     if args.suite == "soak":
         from bench.suites import soak
 
@@ -245,6 +259,7 @@ def handle(args: argparse.Namespace) -> int:
         "throughput": (True, "redis" in stores, False),
         "freshness": (True, "redis" in stores, False),
         "lookup": (bool(getattr(opts, "serving", False)), "redis" in stores, False),
+        "serving": (True, "redis" in stores, False),
         "attribution": (False, False, False),
         "soak": (True, False, True),
         "writer": (True, "redis" in stores, False),

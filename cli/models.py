@@ -200,20 +200,35 @@ def _serve(args: argparse.Namespace) -> int:
     from feature_repo.store import load_feast
     from loopline.kafka import load_kafka
     from models.serving.config import load_serving
-    from models.serving.server import build_service, run, with_auth
+    from models.serving.server import (
+        build_service,
+        check_event_log,
+        run,
+        run_workers,
+        with_auth,
+        worker_count,
+    )
 
     cfg, generated = with_auth(load_serving(host=args.host, port=args.port,
+                                            workers=args.workers,
                                             kafka_enabled=False if args.no_kafka else None))
-    service = build_service(cfg, _paths(), load_feast(),
-                            load_kafka() if cfg.kafka_enabled else None)
-    print(f"serving on http://{cfg.host}:{cfg.port}  (POST /rank, GET /healthz)", flush=True)
+    kafka = load_kafka() if cfg.kafka_enabled else None
+    check_event_log(cfg, kafka)  # before anything listens: no topic, no serving
+    workers = worker_count(cfg)
+    service = build_service(cfg, _paths(), load_feast(), kafka) if workers == 1 else None
+    paths = "POST /rank, GET /healthz" + (", GET /metrics" if cfg.metrics_enabled else "")
+    print(f"serving on http://{cfg.host}:{cfg.port} with {workers} worker process"
+          f"{'es' if workers > 1 else ''}  ({paths})", flush=True)
     if generated:
         print(f"auth token for this run (set serving.auth_token to choose one): {generated}",
               flush=True)
     elif cfg.auth_token is None:
         print("WARNING: no authentication (serving.allow_unauthenticated, local development)",
               flush=True)
-    run(cfg, service)
+    if service is None:
+        run_workers(cfg)
+    else:
+        run(cfg, service)
     return 0
 
 
@@ -240,6 +255,16 @@ def _percent(text: str) -> float:
         value = float(text.rstrip("%"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected a percentage like 10, got {text!r}") from exc
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (one per core) or more, got {value}")
     return value
 
 
@@ -309,6 +334,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="run the HTTP ranker")
     p.add_argument("--host", help="listen address (default [serving] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default [serving] port, 8000)")
+    p.add_argument("--workers", type=_workers, metavar="N",
+                   help="worker processes on the port (default [serving] workers, 1; 0 = one "
+                        "per core)")
     p.add_argument("--no-kafka", action="store_true", help="do not log ServingEvents")
     p.set_defaults(func=_serve)
 

@@ -1,13 +1,20 @@
 """ServingEvents: the record of what was served, and the sink that ships it to Kafka.
 
 The request path only puts the event on a bounded queue; a sender thread owns the producer,
-so a slow or absent broker never adds latency to a request. Publishing goes through
-schemas.producer.EventProducer: key = request_id, Kafka timestamp = event_time (the streaming
-job's event time), acks=all and idempotent (KafkaConfig.producer_kwargs()).
+so a slow or absent broker never adds latency to a request. Records are Avro single-object
+encoded, keyed by request_id and stamped with event_time as the Kafka timestamp (the streaming
+job's event time), sent acks=all and idempotent (KafkaConfig.producer_kwargs()).
+
+Nothing leaves quietly. Every event handed to the sink is, at any moment, exactly one of:
+pending (queued or in flight), delivered (acknowledged), dropped (the queue was full: the
+policy is drop-and-count, so requests never block on the broker) or failed (Kafka refused it
+after its retries). `stats()` reports all four and the age of the oldest pending event, which
+/healthz turns into "degraded" (models/serving/health.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -15,10 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from loopline.errors import LooplineError
+import kafka
+from kafka.errors import KafkaError
+
 from loopline.kafka import KafkaConfig
+from models.serving.errors import EventLogError
 from schemas import topics
-from schemas.producer import EventProducer
+from schemas.codec import SERVING_EVENT, Codec, default_codec
 
 log = logging.getLogger(__name__)
 
@@ -26,89 +36,186 @@ EventSink = Callable[[dict[str, Any]], None]
 """Receives each ServingEvent (as the Avro record dict); tests inject a list's append."""
 
 _STOP = object()
+_WAKE_S = 0.2  # the sender thread's longest sleep: stats stay fresh, close() is prompt
+
+
+def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING) -> None:
+    """Raise EventLogError unless `topic` exists, has a leader for every partition and this
+    client may write to it. Called before serving starts: a log that never reaches Kafka
+    breaks the whole loop (no labels, no training data, no attribution)."""
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(**kafka.client_kwargs())
+    except KafkaError as exc:
+        raise EventLogError(f"cannot reach Kafka at {kafka.bootstrap_servers} to check the "
+                            f"ServingEvent topic {topic!r}: {type(exc).__name__}: {exc}") from exc
+    try:
+        [described] = admin.describe_topics([topic])
+    except KafkaError as exc:
+        raise EventLogError(f"cannot describe the ServingEvent topic {topic!r} at "
+                            f"{kafka.bootstrap_servers}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        admin.close()
+    problem = topic_problem(described)
+    if problem:
+        raise EventLogError(f"ServingEvent topic {topic!r} at {kafka.bootstrap_servers}: "
+                            f"{problem}; create it (`loopline infra up kafka` creates the "
+                            "defaults) or point serving at the right cluster")
+
+
+def topic_problem(described: dict[str, Any]) -> str | None:
+    """What makes a described topic (kafka-python metadata dict) unusable for writing."""
+    code = described.get("error_code", 0)
+    if code == 3:
+        return "does not exist (UNKNOWN_TOPIC_OR_PARTITION)"
+    if code == 29:
+        return "this client is not authorized to describe it (TOPIC_AUTHORIZATION_FAILED)"
+    if code:
+        return f"metadata error code {code}"
+    partitions = described.get("partitions") or []
+    if not partitions:
+        return "has no partitions"
+    leaderless = [p["partition_index"] for p in partitions if p.get("leader_id", -1) < 0]
+    if leaderless:
+        return f"partitions {sorted(leaderless)} have no leader"
+    # With an authorizer the broker lists what this principal may do; without one it says
+    # nothing (None or an empty set), and anyone may write.
+    ops = described.get("authorized_operations")
+    if ops and not ({"WRITE", "ALL"} & {str(o).upper().rsplit(".", 1)[-1] for o in ops}):
+        return f"this client may not write to it (allowed: {sorted(map(str, ops))})"
+    return None
 
 
 class KafkaSink:
-    """Queue on the caller's thread; a sender thread publishes with schemas.EventProducer and
-    flushes whenever the queue runs dry. Counts what was sent, failed, or dropped."""
+    """Bounded queue on the caller's thread; a sender thread encodes and sends, and the
+    producer's callbacks count each record delivered or failed (no blocking flushes)."""
 
     def __init__(self, kafka: KafkaConfig, queue_size: int = 100_000,
-                 topic: str = topics.SERVING, retry_s: float = 5.0) -> None:
+                 topic: str = topics.SERVING, retry_s: float = 5.0,
+                 codec: Codec | None = None) -> None:
         self.kafka = kafka
         self.topic = topic
         self.retry_s = retry_s
+        self.codec = codec or default_codec()
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-        self.counts = {"queued": 0, "sent": 0, "failed": 0, "dropped": 0}
+        self.counts = {"accepted": 0, "delivered": 0, "dropped": 0, "failed": 0}
         self.connected = False
         self.last_error: str | None = None
+        self.last_loss: float | None = None  # monotonic time of the last drop or failure
+        # seq -> monotonic time accepted, for every event not yet delivered or failed. Dicts
+        # keep insertion order, so the first entry is the oldest pending event.
+        self._pending: dict[int, float] = {}
+        self._seq = 0
         self._lock = threading.Lock()
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="serving-events", daemon=True)
         self._thread.start()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        try:
-            self.queue.put_nowait(event)
-            self._count("queued")
-        except queue.Full:
-            self._count("dropped")
-
-    def _count(self, key: str, n: int = 1) -> None:
+        now = time.monotonic()
         with self._lock:
-            self.counts[key] += n
-
-    def _failed(self, exc: Exception, n: int = 1) -> None:
-        self._count("failed", n)
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        log.error("ServingEvents not delivered to %s: %s", self.topic, self.last_error)
-
-    def _producer(self) -> EventProducer:
-        while True:
+            if self._closing:
+                self._lose("dropped", now, "the sink is closed")
+                return
+            seq = self._seq = self._seq + 1
             try:
-                producer = EventProducer(self.kafka)
+                self.queue.put_nowait((seq, event))
+            except queue.Full:
+                self._lose("dropped", now, f"queue full ({self.queue.maxsize} events)")
+                return
+            self._pending[seq] = now
+            self.counts["accepted"] += 1
+
+    def _lose(self, outcome: str, now: float, why: str) -> None:
+        """Count a lost event (caller holds the lock); the first loss of a burst is logged."""
+        if self.last_loss is None or now - self.last_loss > 10:
+            log.error("ServingEvent %s: %s", outcome, why)
+        self.counts[outcome] += 1
+        self.last_loss = now
+
+    def _settled(self, seq: int, error: Exception | None) -> None:
+        with self._lock:
+            if self._pending.pop(seq, None) is None:
+                return
+            if error is None:
+                self.counts["delivered"] += 1
+            else:
+                self.last_error = f"{type(error).__name__}: {error}"
+                self._lose("failed", time.monotonic(), self.last_error)
+
+    def _producer(self) -> kafka.KafkaProducer | None:
+        while not self._closing:
+            try:
+                # looked up on the module at call time, so a test double of the client class
+                # (test_kafka_security records every client's settings) reaches it too
+                producer = kafka.KafkaProducer(**self.kafka.producer_kwargs())
                 self.connected, self.last_error = True, None
                 return producer
-            except LooplineError as exc:
-                self.last_error = str(exc)
-                log.warning("%s; retrying in %.0fs", exc, self.retry_s)
+            except KafkaError as exc:
+                self.last_error = f"cannot connect to Kafka at {self.kafka.bootstrap_servers}: " \
+                                  f"{type(exc).__name__}: {exc}"
+                log.warning("%s; retrying in %.0fs", self.last_error, self.retry_s)
                 time.sleep(self.retry_s)
+        return None
+
+    def _send(self, producer: kafka.KafkaProducer, seq: int, event: dict[str, Any]) -> None:
+        try:
+            value = self.codec.encode(SERVING_EVENT, event)
+            future = producer.send(self.topic, value=value, key=event["request_id"].encode(),
+                                   timestamp_ms=event["event_time"])
+        except Exception as exc:  # EncodeError (contract), KafkaTimeoutError (metadata), ...
+            self._settled(seq, exc)
+            return
+        future.add_callback(lambda _meta: self._settled(seq, None))
+        future.add_errback(lambda exc: self._settled(seq, exc))
 
     def _run(self) -> None:
         producer = self._producer()
-        unflushed = 0
-        while True:
-            item = self.queue.get()
+        while producer is not None:
+            try:
+                item = self.queue.get(timeout=_WAKE_S)
+            except queue.Empty:
+                continue
             if item is _STOP:
                 break
-            try:
-                producer.serving(item, topic=self.topic)
-                unflushed += 1
-            except Exception as exc:  # EncodeError (contract), KafkaTimeoutError, ...: keep going
-                self._failed(exc)
-            if self.queue.empty() and unflushed:
-                unflushed = self._flush(producer, unflushed)
-        self._flush(producer, unflushed)
-        producer.close()
-
-    def _flush(self, producer: EventProducer, unflushed: int) -> int:
+            self._send(producer, *item)
+        if producer is None:
+            return
         try:
-            self._count("sent", producer.flush())
-        except Exception as exc:  # ProduceError, or a kafka-python error from flush itself
-            self._failed(exc, unflushed)
-        return 0
+            producer.flush(timeout=self._close_timeout_s)
+        except KafkaError as exc:
+            log.error("flushing ServingEvents on close: %s", exc)
+        producer.close(timeout=1)
+
+    _close_timeout_s = 15.0
 
     def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
         with self._lock:
             counts = dict(self.counts)
-        return {**counts, "pending": self.queue.qsize(), "connected": self.connected,
-                "last_error": self.last_error}
+            pending = len(self._pending)
+            oldest = next(iter(self._pending.values()), None)
+            last_loss = self.last_loss
+        # "queued"/"sent": the names the demo and older tests read (= accepted/delivered)
+        return {**counts, "queued": counts["accepted"], "sent": counts["delivered"],
+                "pending": pending,
+                "oldest_pending_s": round(now - oldest, 3) if oldest is not None else 0.0,
+                "last_loss_s_ago": round(now - last_loss, 3) if last_loss is not None else None,
+                "connected": self.connected, "last_error": self.last_error}
 
     def close(self, timeout_s: float = 15.0) -> None:
-        """Send what is queued, flush the producer, stop the thread."""
-        try:
+        """Send what is queued, wait up to `timeout_s` for acknowledgements, stop the thread.
+        Whatever is still unacknowledged then stays counted as pending (and logged)."""
+        self._close_timeout_s = timeout_s
+        with self._lock:
+            self._closing = True
+        with contextlib.suppress(queue.Full):  # a full queue: the thread still stops below
             self.queue.put(_STOP, timeout=timeout_s)
-        except queue.Full:
-            return
-        self._thread.join(timeout_s)
+        self._thread.join(timeout_s + 2)
+        left = self.stats()["pending"]
+        if left:
+            log.error("%d ServingEvents undelivered at shutdown", left)
 
 
 def serving_event(request_id: str, event_ms: int, user_id: str, session_id: str,

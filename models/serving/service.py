@@ -1,11 +1,16 @@
 """The ranking path, framework-free: assign arm → features → score → explore → log.
 
-Degradation: the Feast lookup and scoring run under one time budget on a small worker pool;
-on timeout, error, a missing model, or an open circuit breaker (repeated Feast failures) the
-slate is ranked by popularity instead: item clicks from the online features when those came
-back, else the static table saved with the model version. The event then says
-fallback=true and model_version="popularity"; the arm stays the user's assigned arm, so
-exposure per arm is logged whatever happened.
+Features come from models/serving/online.py (raw store reads + an item-feature cache with a
+bounded staleness); Feast's get_online_features (features.online) is the fallback reader when
+the raw one cannot be built.
+
+Degradation: the lookup and scoring run under one time budget on a worker pool sized to the
+admission limit; on timeout, error, a missing model, or an open circuit breaker (repeated
+store *failures*, never queueing) the slate is ranked by popularity instead: item clicks from
+the online features when those came back, else the static table saved with the model
+version. The event then says fallback=true and model_version="popularity"; the arm stays the
+user's assigned arm, so exposure per arm is logged whatever happened, and every fallback is
+counted per arm, assigned version and reason (/healthz "arms", metrics).
 
 Logged propensity: P(item at exactly its position) under softmax(t) Plackett-Luce sampling
 over the scores used for that slate (model or popularity), computed exactly (policy.py).
@@ -31,8 +36,11 @@ from models.policy import SoftmaxPolicy
 from models.ranker import Ranker
 from models.registry import Registry
 from models.rollout import Rollout, RolloutState
+from models.serving import health
 from models.serving.config import ServingConfig
 from models.serving.events import EventSink, serving_event
+from models.serving.metrics import ServingMetrics
+from models.serving.online import OnlineFeatures
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +70,7 @@ class Slate:
 
 
 class _Breaker:
-    """Open after N consecutive failures; half-open again after the cooldown."""
+    """Open after N consecutive store failures; half-open again after the cooldown."""
 
     def __init__(self, failures: int, cooldown_s: float) -> None:
         self.failures, self.cooldown_s = failures, cooldown_s
@@ -86,16 +94,21 @@ class SlateService:
     """Ranks candidate sets for users; thread-safe (FastAPI runs sync endpoints in threads)."""
 
     def __init__(self, cfg: ServingConfig, registry: Registry, store: FeatureStore | None,
-                 sink: EventSink | None) -> None:
+                 sink: EventSink | None, metrics: ServingMetrics | None = None) -> None:
         self.cfg = cfg
         self.registry = registry
         self.rollout = Rollout(registry)
         self.store = store
         self.sink = sink
+        self.metrics = metrics or ServingMetrics()
+        self.online = self._online_reader(store)
         self.policy = SoftmaxPolicy(cfg.temperature)
         self._rng = np.random.default_rng(cfg.seed)
         self._rng_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="score")
+        # As many threads as requests admitted at once (plus shadows' headroom): a lookup never
+        # waits for a thread, so the time budget measures the store and the model, not a queue.
+        self._pool = ThreadPoolExecutor(max_workers=cfg.max_in_flight + 2,
+                                        thread_name_prefix="score")
         self._breaker = _Breaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
         self._rankers: dict[str, Ranker | None] = {}
         self._popularity: dict[str, dict[str, float]] = {}
@@ -103,8 +116,28 @@ class SlateService:
         self._routing_checked = -1e9
         self._routing_mtime = -1.0
         self._lock = threading.Lock()
-        self.counts: dict[str, int] = {"requests": 0, "fallback": 0, "sink_errors": 0}
+        self.counts: dict[str, int] = {"requests": 0, "fallback": 0, "shed": 0,
+                                       "sink_errors": 0}
         self.fallback_reasons: dict[str, int] = {}
+        # (arm, assigned version) -> {"requests": n, "fallback": m, reason: count, ...}
+        self.by_arm: dict[tuple[str, str], dict[str, int]] = {}
+        self.log_bounds = health.LogBounds(cfg.event_max_pending, cfg.event_max_age_s,
+                                           cfg.event_loss_hold_s)
+
+    def _online_reader(self, store: FeatureStore | None) -> OnlineFeatures | None:
+        """The raw-read path, or None (then Feast's get_online_features is used). Only for a
+        real FeatureStore: a stand-in that wraps get_online_features (the demo's SharedLookup,
+        which lets ground-truth shadows reuse the live request's lookup) keeps Feast's path,
+        so what it shares stays shared and its values are never a cached item row."""
+        if store is None or not self.cfg.fast_lookup or not isinstance(store, FeatureStore):
+            return None
+        try:
+            return OnlineFeatures(store, self.cfg.item_refresh_ms, self.cfg.item_max_age_ms,
+                                  self.cfg.item_cache_size, cache=self.cfg.item_cache)
+        except Exception as exc:  # unknown store type, unreadable registry: Feast's path
+            log.warning("raw online reads unavailable, using Feast's lookup: %s: %s",
+                        type(exc).__name__, exc)
+            return None
 
     # ---- routing and models -------------------------------------------------------------
     def _routing_now(self) -> tuple[RolloutState | None, str | None]:
@@ -158,14 +191,27 @@ class SlateService:
         if self.store is not None:
             try:  # the first lookup loads Feast's registry: not on a user's request
                 features.online(self.store, "warm-up", ["warm-up"])
+                if self.online is not None:
+                    self.online.matrix("warm-up", ["warm-up"])
             except Exception as exc:  # serving still starts; requests will fall back
                 log.warning("Feast warm-up failed: %s: %s", type(exc).__name__, exc)
 
     # ---- ranking ------------------------------------------------------------------------
-    def _lookup_and_score(self, user_id: str, items: list[str],
-                          ranker: Ranker | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def lookup(self, user_id: str, items: list[str]) -> np.ndarray:
+        """The feature matrix of one request (raw reads + item cache, else Feast)."""
         assert self.store is not None
-        matrix = features.online(self.store, user_id, items)
+        started = time.perf_counter()
+        if self.online is not None:
+            matrix = self.online.matrix(user_id, items)
+        else:
+            matrix = features.online(self.store, user_id, items)
+        self.metrics.lookup.observe(time.perf_counter() - started)
+        return matrix
+
+    def _lookup_and_score(self, user_id: str, items: list[str], ranker: Ranker | None,
+                          started: list[float]) -> tuple[np.ndarray, np.ndarray | None]:
+        started.append(time.monotonic())
+        matrix = self.lookup(user_id, items)
         return matrix, (ranker.score(matrix) if ranker is not None else None)
 
     def _scores(self, user_id: str, items: list[str], version: str | None,
@@ -180,21 +226,30 @@ class SlateService:
         elif not self._breaker.allow():
             reason = "feature store circuit open"
         else:
+            started: list[float] = []
+            submitted = time.monotonic()
             try:
                 if budget:
                     future: Future[Any] = self._pool.submit(self._lookup_and_score, user_id,
-                                                            items, ranker)
+                                                            items, ranker, started)
                     matrix, scores = future.result(timeout=self.cfg.score_timeout_ms / 1000)
                 else:
-                    matrix, scores = self._lookup_and_score(user_id, items, ranker)
+                    matrix, scores = self._lookup_and_score(user_id, items, ranker, started)
                 self._breaker.record(True)
                 if scores is not None and np.all(np.isfinite(scores)):
                     return scores, None
                 reason = ("no model registered" if version is None
                           else f"model {version} unavailable")
             except FutureTimeout:
-                self._breaker.record(False)
-                reason = f"features/scoring slower than {self.cfg.score_timeout_ms} ms"
+                # Only a store that had (nearly) the whole budget and did not answer is
+                # failing; a lookup that waited for a thread for half the budget or more is
+                # load, which admission deals with, and must not open the breaker.
+                budget_s = self.cfg.score_timeout_ms / 1000
+                if started and started[0] - submitted < budget_s / 2:
+                    self._breaker.record(False)
+                    reason = f"features/scoring slower than {self.cfg.score_timeout_ms} ms"
+                else:
+                    reason = f"features/scoring queued past {self.cfg.score_timeout_ms} ms"
             except Exception as exc:  # Feast/SQLite/Redis/LightGBM: degrade, never 500
                 self._breaker.record(False)
                 reason = f"features/scoring failed: {type(exc).__name__}"
@@ -223,8 +278,32 @@ class SlateService:
             chosen = self.policy.sample(scores, k, self._rng)
         slate = self._slate(candidates, scores, chosen, reason, version, arm_label,
                             request_id or str(uuid.uuid4()))
+        self._count(slate, version)
         self._log(slate, user_id, session_id, event_ms)
         return slate
+
+    def _count(self, slate: Slate, version: str | None) -> None:
+        """Every slate counted per (arm, assigned version), fallbacks with their reason."""
+        assigned = version or "none"
+        reason = slate.fallback_reason if slate.fallback else None
+        with self._lock:
+            self.counts["requests"] += 1
+            row = self.by_arm.setdefault((slate.arm, assigned), {"requests": 0, "fallback": 0})
+            row["requests"] += 1
+            if reason is not None or slate.fallback:
+                key = reason or "unknown"
+                self.counts["fallback"] += 1
+                self.fallback_reasons[key] = self.fallback_reasons.get(key, 0) + 1
+                row["fallback"] += 1
+                row[key] = row.get(key, 0) + 1
+        self.metrics.served(slate.arm, assigned, (reason or "unknown") if slate.fallback
+                            else None)
+
+    def count_shed(self) -> None:
+        """A /rank request refused by admission (503): counted, never silently dropped."""
+        with self._lock:
+            self.counts["shed"] += 1
+        self.metrics.shed.inc()
 
     def rank_pinned(self, version: str | None, user_id: str, candidates: list[str], k: int,
                     rng: np.random.Generator) -> Slate:
@@ -247,12 +326,6 @@ class SlateService:
                      self.policy.name, fallback, reason, items)
 
     def _log(self, slate: Slate, user_id: str, session_id: str, event_ms: int) -> None:
-        with self._lock:
-            self.counts["requests"] += 1
-            if slate.fallback:
-                self.counts["fallback"] += 1
-                key = slate.fallback_reason or "unknown"
-                self.fallback_reasons[key] = self.fallback_reasons.get(key, 0) + 1
         if self.sink is None:
             return
         event = serving_event(
@@ -268,25 +341,56 @@ class SlateService:
                 self.counts["sink_errors"] += 1
             log.error("could not log ServingEvent %s: %s", slate.request_id, exc)
 
+    def event_stats(self) -> dict[str, Any] | None:
+        """The ServingEvent log's accounting (None when logging is off or the sink is a
+        plain callable), mirrored into the metrics."""
+        sink_stats = getattr(self.sink, "stats", None)
+        if not callable(sink_stats):
+            return None
+        stats: dict[str, Any] = sink_stats()
+        self.metrics.sink_stats(stats)
+        return stats
+
     def health(self) -> dict[str, Any]:
+        """/healthz: status (ok / fallback / degraded, see health.py), its reasons, and the
+        counts behind them: per arm and assigned version, fallbacks by reason, the log."""
         state, latest = self._routing_now()
         with self._lock:
             counts = dict(self.counts)
             reasons = dict(self.fallback_reasons)
-        sink_stats = getattr(self.sink, "stats", None)
+            arms = [{"arm": arm, "version": version, **row,
+                     "fallback_share": round(row["fallback"] / row["requests"], 4)}
+                    for (arm, version), row in sorted(self.by_arm.items())]
+        events = self.event_stats()
+        feature_store = "absent" if self.store is None else (
+            "ok" if self._breaker.allow() else "circuit open")
+        problems = health.log_problems(events, self.log_bounds)
+        word = health.status(problems, feature_store)
+        if feature_store != "ok":
+            problems = [*problems, f"feature store {feature_store}: slates served by popularity"]
+        cache = None
+        if self.online is not None and self.online.cache:
+            cache = {"items": self.online.cached_items,
+                     "max_age_s": round(self.online.max_item_age_s, 3),
+                     "refresh_error": self.online.refresh_error}
+            self.metrics.item_cache_age.set(self.online.max_item_age_s)
         return {
-            "status": "ok",
+            "status": word,
+            "reasons": problems,
             "rollout": ({"experiment": state.experiment,
                          "arms": [vars(a) for a in state.arms]} if state else None),
             "latest_version": latest,
-            "feature_store": "absent" if self.store is None else (
-                "ok" if self._breaker.allow() else "circuit open"),
+            "feature_store": feature_store,
             "counts": counts,
             "fallback_reasons": reasons,
-            "events": sink_stats() if callable(sink_stats) else None,
+            "arms": arms,
+            "events": events,
+            "item_features": cache,
         }
 
     def close(self) -> None:
+        if self.online is not None:
+            self.online.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         closer = getattr(self.sink, "close", None)
         if callable(closer):

@@ -11,7 +11,7 @@ import pytest
 
 from cli.main import main
 from jobs.transforms import slices as contract
-from models import synthetic
+from bench import synthetic
 from schemas import topics
 from tests.unit.models.conftest import loopline_home
 from tests.unit.models.test_ope_any_logger import single_item_log

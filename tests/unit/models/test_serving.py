@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -151,25 +152,58 @@ def test_feast_down_falls_back_to_the_static_popularity(served: Served, tmp_path
     assert "features/scoring failed" in next(iter(service.health()["fallback_reasons"]))
 
 
-class SlowStore:
-    """The real store, 200 ms slower per lookup (no reliance on how fast the machine is)."""
+def _slow(service: SlateService, monkeypatch: pytest.MonkeyPatch, delay_s: float = 0.2) -> None:
+    """The real store read, `delay_s` slower (no reliance on how fast the machine is)."""
+    assert service.online is not None
+    read = service.online.reader.read
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
+    def slow_read(*args: Any) -> Any:
+        time.sleep(delay_s)
+        return read(*args)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    def get_online_features(self, *args: Any, **kwargs: Any) -> Any:
-        time.sleep(0.2)
-        return self.store.get_online_features(*args, **kwargs)
+    monkeypatch.setattr(service.online.reader, "read", slow_read)
 
 
-def test_slow_features_fall_back_within_the_budget(served: Served) -> None:
-    client, events, service = client_for(served, replace(CFG, score_timeout_ms=20),
-                                         store=SlowStore(served.shop.store))
+def test_slow_features_fall_back_within_the_budget(served: Served,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    client, events, service = client_for(served, replace(CFG, score_timeout_ms=20))
+    _slow(service, monkeypatch)
     _assert_popularity(client.post("/rank", json=request(served)).json(), events)
     assert "slower than 20 ms" in next(iter(service.health()["fallback_reasons"]))
+    # a store that overran the budget while working on it counts towards the breaker
+    assert service._breaker.streak == 1
+
+
+def test_every_fallback_is_counted_per_arm_and_assigned_version(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    rollout = Rollout(served.registry)
+    rollout.canary(served.versions[1], 50)
+    try:
+        client, events, service = client_for(
+            served, replace(CFG, rollout_refresh_s=0.0, score_timeout_ms=20,
+                            breaker_failures=1000))
+        for i in range(10):
+            client.post("/rank", json=request(served, user=f"u{i}", k=2))
+        _slow(service, monkeypatch)
+        for i in range(10, 30):
+            client.post("/rank", json=request(served, user=f"u{i}", k=2))
+    finally:
+        rollout.rollback()
+    health = client.get("/healthz").json()
+    expected: dict[tuple[str, str], list[int]] = {}
+    for e in events:  # what the log says, per arm and the version the arm was assigned
+        version = served.versions[0] if e["arm"] == "control" else served.versions[1]
+        row = expected.setdefault((e["arm"], version), [0, 0])
+        row[0] += 1
+        row[1] += int(e["fallback"])
+    got = {(a["arm"], a["version"]): [a["requests"], a["fallback"]] for a in health["arms"]}
+    assert got == expected and len(got) == 2
+    assert sum(f for _, f in got.values()) == 20 == health["counts"]["fallback"]
+    for arm in health["arms"]:
+        assert arm["fallback_share"] == round(arm["fallback"] / arm["requests"], 4)
+        # the reasons add up (slower than the budget, or queued behind the slow lookups)
+        reasons = {k: v for k, v in arm.items() if k.startswith("features/scoring")}
+        assert sum(reasons.values()) == arm["fallback"], arm
 
 
 def test_repeated_failures_open_the_circuit(served: Served, tmp_path: Path) -> None:
@@ -268,3 +302,51 @@ def test_healthz(served: Served) -> None:
     assert health["status"] == "ok" and health["counts"]["requests"] == 1
     assert health["rollout"]["arms"][0]["version"] == served.versions[0]
     assert "salt" not in health["rollout"]
+
+
+def test_metrics_follow_the_auth_rule_and_count_what_was_served(served: Served) -> None:
+    token = {"Authorization": "Bearer " + "t" * 24}
+    client, _, _ = client_for(served, replace(CFG, auth_token="t" * 24, metrics_enabled=True))
+    assert client.post("/rank", json=request(served), headers=token).status_code == 200
+    assert client.get("/metrics").status_code == 401
+    text = client.get("/metrics", headers=token).text
+    labels = f'arm="control",fallback="false",version="{served.versions[0]}"'
+    assert f"loopline_serving_requests_total{{{labels}}} 1.0" in text
+    assert "loopline_serving_feature_lookup_seconds_count 1.0" in text
+    off, _, _ = client_for(served, replace(CFG, auth_token="t" * 24))
+    assert off.get("/metrics", headers=token).status_code == 404  # off unless configured
+
+
+def test_healthz_is_503_while_the_event_log_is_at_risk(served: Served) -> None:
+    class StuckSink:
+        def __call__(self, event: dict[str, Any]) -> None:
+            pass
+
+        def stats(self) -> dict[str, Any]:
+            return {"accepted": 3, "delivered": 0, "dropped": 0, "failed": 0, "pending": 3,
+                    "oldest_pending_s": 42.0, "last_loss_s_ago": None, "connected": False,
+                    "last_error": "NoBrokersAvailable"}
+
+    service = SlateService(CFG, served.registry, served.shop.store, StuckSink())
+    response = TestClient(create_app(service)).get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded" and body["events"]["pending"] == 3
+    assert any("42.0 s old" in r for r in body["reasons"])
+
+
+def test_lookups_queued_behind_slow_ones_never_count_towards_the_breaker(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = replace(CFG, score_timeout_ms=50, max_in_flight=1, breaker_failures=100)
+    _, _, service = client_for(served, cfg)  # a lookup pool of max_in_flight + 2 = 3 threads
+    _slow(service, monkeypatch, delay_s=1.0)  # far beyond the budget, even on a busy machine
+    with ThreadPoolExecutor(6) as callers:
+        slates = list(callers.map(
+            lambda i: service.rank(f"u{i}", "s", served.candidates, 3), range(6)))
+    reasons = Counter(s.fallback_reason for s in slates)
+    slow = reasons["features/scoring slower than 50 ms"]
+    # the 4th-6th lookups waited for a thread for longer than the budget: load, not the store
+    assert reasons["features/scoring queued past 50 ms"] >= 3, reasons
+    assert service._breaker.streak == slow <= 3

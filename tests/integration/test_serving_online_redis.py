@@ -1,0 +1,57 @@
+"""Serving's raw Redis reads (models/serving/online.py) against Feast's own lookup on a real
+Redis online store: the same matrix, cached or not.
+
+One deliberate difference: an entity Redis has never seen. Feast's Redis path answers it as
+PRESENT empty values, which features.online then reads as 0.0; the raw read gives NaN (no
+value), as Feast's SQLite path and training's point-in-time retrieval do — a never-seen item
+is not an item with a 0 % click rate."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feature_repo.store import FeastConfig, feature_store
+from infra.redis_server import RedisEndpoint
+from models import features, synthetic
+from models.serving.online import OnlineFeatures
+from tests.unit.models.conftest import START_MS, loopline_home
+
+pytestmark = pytest.mark.integration
+
+
+USER_COLS = [j for j, c in enumerate(features.COLUMNS) if c.startswith("user_")]
+ITEM_COLS = [j for j, c in enumerate(features.COLUMNS) if c.startswith("item_")]
+
+
+def test_raw_redis_reads_equal_feasts_lookup(redis: RedisEndpoint, tmp_path: Path) -> None:
+    with loopline_home(tmp_path) as paths:
+        world = synthetic.make_world(n_items=60, seed=3)
+        frames = synthetic.feature_frames(world, START_MS, 2, seed=4)
+        feast = FeastConfig(online_store="redis", redis_connection_string=redis.connection_string,
+                            project=f"serving_{uuid.uuid4().hex[:8]}")
+        store = feature_store(feast, paths, apply=True)
+        for view, frame in synthetic.latest_rows(frames).items():
+            store.write_to_online_store(view, frame)
+        known_users, items = list(world.users[:5]), [*world.items[:50], "never-seen-item"]
+        for cache in (False, True):
+            online = OnlineFeatures(store, refresh_ms=50, max_age_ms=200, cache=cache)
+            try:
+                for _ in range(2):  # the second round: item rows from the cache
+                    for user in known_users:
+                        expected = features.online(store, user, items)
+                        got = online.matrix(user, items)
+                        assert not np.isnan(expected[:50]).all()
+                        np.testing.assert_allclose(got[:50], expected[:50], rtol=1e-12,
+                                                   equal_nan=True)
+                        assert np.isnan(got[50, ITEM_COLS]).all()  # never seen: no value
+                        np.testing.assert_allclose(got[50, USER_COLS], expected[50, USER_COLS])
+                    got = online.matrix("never-seen-user", items)
+                    assert np.isnan(got[:, USER_COLS]).all()
+                    np.testing.assert_allclose(got[:50, ITEM_COLS], expected[:50, ITEM_COLS],
+                                               rtol=1e-12, equal_nan=True)
+            finally:
+                online.close()

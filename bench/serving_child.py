@@ -30,9 +30,9 @@ SLICE = "2026-01-01T10..2026-01-01T12"
 
 def prepare(spec: dict[str, Any]) -> dict[str, Any]:
     """A home with a trained version in production and its online features written."""
+    from bench import synthetic
     from feature_repo.store import FeastConfig, feature_store
     from loopline.paths import load_paths
-    from bench import synthetic
     from models.registry import Registry
     from models.rollout import Rollout
     from models.slices import SliceRange

@@ -35,7 +35,7 @@ NON_SETTING_ENV = frozenset({CONFIG_ENV, "LOOPLINE_SERVICE_LOG"})
 # config adds its section here; until then its variables only draw a warning, never an error.
 SECTIONS = frozenset({
     "attribution", "demo", "feast", "job", "kafka", "metrics", "paths", "privacy", "retrain",
-    "serving", "services", "simulator", "training",
+    "serving", "services", "simulator", "training", "writer",
 })  # fmt: skip
 
 _loaded_sections: set[str] = set()

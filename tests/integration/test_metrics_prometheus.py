@@ -142,27 +142,9 @@ def test_every_dashboard_query_returns_series_for_the_job(scraped_run: dict[str,
     assert dashboard and all(isinstance(n, int) and n > 0 for n in dashboard.values()), dashboard
 
 
-@pytest.mark.parametrize("counter", ["input", "late", "dead_lettered"])
-def test_counters_of_the_element_path_equal_the_reconciliation(
-    scraped_run: dict[str, Any], counter: str
-) -> None:
-    assert scraped_run["scraped"][counter] == scraped_run["expected"][counter], scraped_run
-
-
-# Found by this test (2026-11-29): PyFlink 2.2.1 drops metric updates made in a Python
-# KeyedProcessFunction's on_timer. Beam's bundle processor calls process_timer outside the
-# operation's scoped state, so there is no current metrics container and Counter.inc() is lost.
-# The label join counts closed slates (joined_serving) and expired waiting interactions
-# (no_impression) in on_timer: Prometheus showed joined 5 (= joined_interactions) vs 9 and
-# unmatched 4 vs 5; everything counted in process_element matched. Moving the per-record path
-# into Java operators (counters registered in open(), incremented in timers too) fixes it;
-# strict, so the fix turns these into failures until the marker is removed.
-@pytest.mark.xfail(
-    strict=True,
-    reason="PyFlink drops Counter.inc() made in on_timer: loopline.joined/.unmatched undercount",
-)
-@pytest.mark.parametrize("counter", ["joined", "unmatched"])
-def test_counters_of_the_timer_path_equal_the_reconciliation(
-    scraped_run: dict[str, Any], counter: str
-) -> None:
+# Every counter, those incremented in event-time timers too (the label join closes slates
+# and expires waiting interactions in timers). Before the JVM operators, PyFlink 2.2.1 dropped
+# Counter.inc() made in a Python on_timer (Prometheus showed joined 5 vs 9, unmatched 4 vs 5).
+@pytest.mark.parametrize("counter", ["input", "joined", "unmatched", "late", "dead_lettered"])
+def test_counters_equal_the_reconciliation(scraped_run: dict[str, Any], counter: str) -> None:
     assert scraped_run["scraped"][counter] == scraped_run["expected"][counter], scraped_run

@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench import synthetic
 from cli.main import main
 from jobs.transforms import slices as contract
-from bench import synthetic
 from schemas import topics
 from tests.unit.models.conftest import loopline_home
 from tests.unit.models.test_ope_any_logger import single_item_log

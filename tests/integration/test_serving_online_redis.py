@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench import synthetic
 from feature_repo.store import FeastConfig, feature_store
 from infra.redis_server import RedisEndpoint
-from models import features, synthetic
+from models import features
 from models.serving.online import OnlineFeatures
 from tests.unit.models.conftest import START_MS, loopline_home
 

@@ -33,10 +33,10 @@ class PartitionWriter(MapFunction):
         self.files = group.counter("partition_files")
 
     def map(self, value: Any) -> Row:
-        dataset, partition, chunk, lines = value[0], value[1], value[2], value[4]
+        dataset, partition, chunk, lines, data = value[0], value[1], value[2], value[4], value[5]
         if dataset.startswith(FEATURE_LOG_PREFIX):
             event = self._feature_log(dataset.removeprefix(FEATURE_LOG_PREFIX), partition,
-                                      chunk, lines.encode())
+                                      chunk, bytes(data))
         else:
             event = self._slice(dataset, partition, [json.loads(r) for r in lines.split("\n")])
         self.files.inc()
@@ -60,10 +60,10 @@ class PartitionWriter(MapFunction):
                   for topic, ranges in slices.source_ranges(rows).items()]
         return self._event(inputs, [output])
 
-    def _feature_log(self, view: str, partition: str, chunk: int, ndjson: bytes
+    def _feature_log(self, view: str, partition: str, chunk: int, data: bytes
                      ) -> dict[str, Any]:
         stats = feature_log.write_chunk(self.run.paths.features_offline, view, partition, chunk,
-                                        ndjson)
+                                        data)
         output = lineage.dataset(f"file://{self.run.paths.features_offline}", view,
                                  partition=partition, **stats)
         return self._event([], [output])

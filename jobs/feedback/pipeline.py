@@ -12,8 +12,9 @@ operator is the partition writer, which sees one element per released chunk of a
                                      ├─ slice rows ─┐
                                      └─ accepted ─ feature-deltas ─ keyBy(entity) ─ window-features
                                                       ├─ online updates (Kafka rows)
-                                                      └─ feature-log rows ─┤
-      keyBy(dataset|partition) ─ partition-buffer ─ partition-writer (Python) ─ lineage rows
+                                                      └─ feature-log rows ─ keyBy(view|hour)
+                                                           ─ feature-log-buffer ─┐
+      slice rows ─ keyBy(dataset|hour) ─ slice-buffer ─ partition-writer (Python) ─ lineage
     all Kafka rows ─ one Kafka sink table (topic as metadata)
 """
 
@@ -170,10 +171,11 @@ def build(
     joined = step(topology.join(decoded, settings), "label-join")
     deltas = step(topology.featureDeltas(topology.accepted(joined)), "feature-deltas")
     features = step(topology.features(deltas, settings), "window-features")
-    partitions = step(topology.partitions(topology.unionRows(joined, features), settings),
-                      "partition-buffer")
+    slices = step(topology.partitions(joined, settings), "slice-buffer")
+    feature_log = step(topology.featureLog(features, settings), "feature-log-buffer")
     lineage_rows = _named(
-        DataStream(partitions).map(PartitionWriter(run), output_type=SINK_ROW),
+        DataStream(topology.unionAll([slices, feature_log])).map(PartitionWriter(run),
+                                                                  output_type=SINK_ROW),
         "partition-writer",
     )
     kafka_rows = topology.unionAll([

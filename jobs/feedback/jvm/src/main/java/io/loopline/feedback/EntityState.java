@@ -102,9 +102,15 @@ public class EntityState {
         return clicked.isEmpty();
     }
 
-    /** Feature values at `at` (call evict(at) first), named as feature_repo/names.py. */
-    Map<String, Object> values(long at, double eta) {
-        Map<String, Object> out = new java.util.LinkedHashMap<>();
+    /** Feature values at `at` (call evict(at) first), in {@link FeatureColumns} order. */
+    FeatureLogRow row(String entityId, long at, double eta, int lastClickedN) {
+        FeatureLogRow row = new FeatureLogRow();
+        row.kind = kind;
+        row.entityId = entityId;
+        row.ts = at;
+        boolean user = kind == FeatureDelta.USER;
+        row.longs = new long[user ? 6 : 8];
+        row.doubles = new double[user ? 2 : 6];
         for (int w = 0; w < WINDOW_MS.length; w++) {
             long imp = 0, clk = 0, pur = 0, atc = 0, rev = 0;
             long[] byPos = new long[0];
@@ -120,29 +126,39 @@ public class EntityState {
                 if (b.byPosition.length > byPos.length) byPos = java.util.Arrays.copyOf(byPos, b.byPosition.length);
                 for (int p = 0; p < b.byPosition.length; p++) byPos[p] += b.byPosition[p];
             }
-            String n = WINDOW_NAME[w];
-            if (kind == FeatureDelta.USER) {
-                out.put("user_impressions_" + n, imp);
-                out.put("user_clicks_" + n, clk);
-                out.put("user_purchases_" + n, pur);
-                out.put("user_revenue_" + n, rev / 1_000_000.0); // the nearest double to the exact sum
+            if (user) {
+                row.longs[3 * w] = imp;
+                row.longs[3 * w + 1] = clk;
+                row.longs[3 * w + 2] = pur;
+                row.doubles[w] = rev / 1_000_000.0; // the nearest double to the exact sum
             } else {
                 double expected = 0.0;
                 for (int p = 0; p < byPos.length; p++) {
                     if (byPos[p] > 0) expected += byPos[p] * examination(p, eta);
                 }
-                out.put("item_impressions_" + n, imp);
-                out.put("item_clicks_" + n, clk);
-                out.put("item_add_to_cart_" + n, atc);
-                out.put("item_purchases_" + n, pur);
-                out.put("item_ctr_" + n, imp > 0 ? (double) clk / imp : 0.0);
-                out.put("item_purchase_rate_" + n, imp > 0 ? (double) pur / imp : 0.0);
-                out.put("item_debiased_ctr_" + n, expected > 0 ? clk / expected : 0.0);
+                row.longs[4 * w] = imp;
+                row.longs[4 * w + 1] = clk;
+                row.longs[4 * w + 2] = atc;
+                row.longs[4 * w + 3] = pur;
+                row.doubles[3 * w] = imp > 0 ? (double) clk / imp : 0.0;
+                row.doubles[3 * w + 1] = imp > 0 ? (double) pur / imp : 0.0;
+                row.doubles[3 * w + 2] = expected > 0 ? clk / expected : 0.0;
             }
         }
-        if (kind == FeatureDelta.USER) {
-            out.put("user_last_clicked", lastClicked(at));
+        if (user) {
+            row.text = lastClicked(at, lastClickedN);
         }
+        return row;
+    }
+
+    /** The same values by feature name (the online FeatureUpdate's map). */
+    static Map<String, Object> values(FeatureLogRow row) {
+        Map<String, Object> out = new java.util.HashMap<>();
+        String[] longs = FeatureColumns.longs(row.kind);
+        String[] doubles = FeatureColumns.doubles(row.kind);
+        for (int i = 0; i < longs.length; i++) out.put(longs[i], row.longs[i]);
+        for (int i = 0; i < doubles.length; i++) out.put(doubles[i], row.doubles[i]);
+        if (row.text != null) out.put(FeatureColumns.USER_TEXT, row.text);
         return out;
     }
 
@@ -152,7 +168,7 @@ public class EntityState {
         return eta == 1.0 ? 1.0 / (1.0 + position) : Math.pow(1.0 + position, -eta);
     }
 
-    private String lastClicked(long at) {
+    private String lastClicked(long at, int lastClickedN) {
         long bucket = BUCKET_MS[CLICK_WINDOW];
         long window = WINDOW_MS[CLICK_WINDOW];
         List<Map.Entry<String, Long>> live = new ArrayList<>();
@@ -170,7 +186,4 @@ public class EntityState {
         }
         return out.toString();
     }
-
-    /** Set by the operator from the job settings (not state). */
-    transient int lastClickedN = 10;
 }

@@ -26,8 +26,10 @@ import java.util.Map;
 public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, Row> {
     private static final long serialVersionUID = 1L;
     public static final RowTypeInfo TYPE = new RowTypeInfo(
-            new TypeInformation<?>[] {Types.STRING, Types.STRING, Types.INT, Types.INT, Types.STRING},
-            new String[] {"dataset", "partition", "chunk", "chunks", "rows"});
+            new TypeInformation<?>[] {
+                Types.STRING, Types.STRING, Types.INT, Types.INT, Types.STRING, Types.PRIMITIVE_ARRAY(Types.BYTE)
+            },
+            new String[] {"dataset", "partition", "chunk", "chunks", "rows", "data"});
 
     private final int chunkRows;
     private transient MapState<String, String> rows;
@@ -73,7 +75,7 @@ public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, 
                 if (i > c * chunkRows) lines.append('\n');
                 lines.append(all.get(i).getValue());
             }
-            out.collect(Row.of(key[0], key[1], c, chunks, lines.toString()));
+            out.collect(Row.of(key[0], key[1], c, chunks, lines.toString(), null));
         }
     }
 }

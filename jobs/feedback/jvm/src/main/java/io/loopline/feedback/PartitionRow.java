@@ -25,10 +25,15 @@ public class PartitionRow {
     PartitionRow(String dataset, long eventMs, long partitionMs, long finalDelayMs, String sortKey, String json) {
         long start = eventMs - Math.floorMod(eventMs, partitionMs);
         this.dataset = dataset;
-        this.partition = HOUR.format(Instant.ofEpochMilli(start));
+        this.partition = hourName(eventMs, partitionMs);
         this.finalAt = start + partitionMs + finalDelayMs;
         this.sortKey = sortKey;
         this.json = json;
+    }
+
+    /** The partition's name: its start hour (as jobs/transforms/slices.partition_of). */
+    static String hourName(long eventMs, long partitionMs) {
+        return HOUR.format(Instant.ofEpochMilli(eventMs - Math.floorMod(eventMs, partitionMs)));
     }
 
     public String bufferKey() {

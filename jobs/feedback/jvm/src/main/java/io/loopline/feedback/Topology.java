@@ -49,11 +49,16 @@ public final class Topology {
         return accepted.flatMap(new FeatureDelta.FromEvents());
     }
 
-    public static SingleOutputStreamOperator<PartitionRow> features(DataStream<FeatureDelta> deltas, FeedbackSettings s) {
+    public static SingleOutputStreamOperator<FeatureLogRow> features(DataStream<FeatureDelta> deltas, FeedbackSettings s) {
         return deltas.keyBy(new ByEntity()).process(new WindowFeatures(s));
     }
 
-    public static DataStream<Row> onlineUpdates(SingleOutputStreamOperator<PartitionRow> features) {
+    public static SingleOutputStreamOperator<Row> featureLog(DataStream<FeatureLogRow> rows, FeedbackSettings s) {
+        return rows.keyBy(new ByLogPartition(s.slicePartitionMs))
+                .process(new FeatureLogBuffer(s.slicePartitionMs, s.partitionChunkRows), PartitionBuffer.TYPE);
+    }
+
+    public static DataStream<Row> onlineUpdates(SingleOutputStreamOperator<FeatureLogRow> features) {
         return features.getSideOutput(WindowFeatures.ONLINE);
     }
 
@@ -71,10 +76,6 @@ public final class Topology {
         return streams.get(0).union(streams.subList(1, streams.size()).toArray(new DataStream[0]));
     }
 
-    @SuppressWarnings("unchecked")
-    public static DataStream<PartitionRow> unionRows(DataStream<PartitionRow> a, DataStream<PartitionRow> b) {
-        return a.union(b);
-    }
 
     /** Lateness is judged per source partition. */
     public static final class BySourcePartition implements KeySelector<Row, String> {
@@ -101,6 +102,20 @@ public final class Topology {
         @Override
         public String getKey(FeatureDelta d) {
             return d.key();
+        }
+    }
+
+    public static final class ByLogPartition implements KeySelector<FeatureLogRow, String> {
+        private static final long serialVersionUID = 1L;
+        private final long partitionMs;
+
+        public ByLogPartition(long partitionMs) {
+            this.partitionMs = partitionMs;
+        }
+
+        @Override
+        public String getKey(FeatureLogRow r) {
+            return FeatureLogBuffer.keyOf(r, partitionMs);
         }
     }
 

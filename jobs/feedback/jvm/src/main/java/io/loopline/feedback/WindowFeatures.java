@@ -27,7 +27,7 @@ import java.util.Map;
  * (processing time), and re-emitted when the watermark passes a point where a window empties
  * out (decay). Newest event time wins downstream.
  *
- * Offline (main output, rows of the offline feature log): deltas wait in state until the
+ * Offline (main output, rows of the offline feature log, FeatureLogRow): deltas wait in state until the
  * watermark passes their event time and are applied in event-time order, so each row carries
  * the event time at which its values became true and depends only on events at or before it,
  * whatever order or speed the topics are read at. A row is also written where a bucket leaves
@@ -36,7 +36,7 @@ import java.util.Map;
  * At the end of a bounded input (watermark = MAX) no decay beyond the entity's own newest
  * event is applied: the end of a replay is not the passage of time.
  */
-public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, PartitionRow> {
+public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, FeatureLogRow> {
     private static final long serialVersionUID = 1L;
     /** Fires only when a bounded input is exhausted (watermark MAX). */
     static final long END_OF_INPUT = Long.MAX_VALUE - 1;
@@ -71,7 +71,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, P
     }
 
     @Override
-    public void processElement(FeatureDelta d, Context ctx, Collector<PartitionRow> out) throws Exception {
+    public void processElement(FeatureDelta d, Context ctx, Collector<FeatureLogRow> out) throws Exception {
         EntityState on = online.value();
         if (on == null) {
             on = new EntityState(d.kind);
@@ -101,7 +101,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, P
     }
 
     @Override
-    public void onTimer(long timestamp, OnTimerContext ctx, Collector<PartitionRow> out) throws Exception {
+    public void onTimer(long timestamp, OnTimerContext ctx, Collector<FeatureLogRow> out) throws Exception {
         if (ctx.timeDomain() == org.apache.flink.streaming.api.TimeDomain.PROCESSING_TIME) {
             flushOnline(ctx);
             return;
@@ -142,7 +142,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, P
         }
     }
 
-    private void offlineAt(long t, boolean end, OnTimerContext ctx, Collector<PartitionRow> out) throws Exception {
+    private void offlineAt(long t, boolean end, OnTimerContext ctx, Collector<FeatureLogRow> out) throws Exception {
         List<FeatureDelta> deltas = pending.get(t);
         EntityState off = offline.value();
         if (deltas == null && off == null) {
@@ -164,7 +164,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, P
         }
         off.evict(t);
         logged.inc();
-        out.collect(logRow(off, ctx.getCurrentKey(), t));
+        out.collect(off.row(ctx.getCurrentKey().substring(2), t, settings.positionBiasEta, settings.lastClickedN));
         if (off.isEmpty() && pending.isEmpty()) {
             offline.clear();
         } else {
@@ -172,33 +172,15 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, P
         }
     }
 
-    private PartitionRow logRow(EntityState s, String key, long t) {
-        s.lastClickedN = settings.lastClickedN;
-        String view = s.kind == FeatureDelta.USER ? Names.USER_ACTIVITY : Names.ITEM_PERFORMANCE;
-        String entity = key.substring(2);
-        Json json = new Json().put("entity_id", entity).put("event_ms", t);
-        for (Map.Entry<String, Object> e : s.values(t, settings.positionBiasEta).entrySet()) {
-            Object v = e.getValue();
-            if (v instanceof Long) json.put(e.getKey(), (long) (Long) v);
-            else if (v instanceof Double) json.put(e.getKey(), (double) (Double) v);
-            else json.put(e.getKey(), (String) v);
-        }
-        // Sorted by entity, then time (zero-padded so text order is time order).
-        String time = Long.toString(t);
-        String sortKey = entity + "\u0000" + "0".repeat(Math.max(0, 20 - time.length())) + time;
-        return new PartitionRow(Names.FEATURE_LOG_DATASET + "/" + view, t, settings.slicePartitionMs, 0L, sortKey,
-                json.done());
-    }
-
     private void emitOnline(EntityState s, long at, Context ctx) {
-        s.lastClickedN = settings.lastClickedN;
-        String view = s.kind == FeatureDelta.USER ? Names.USER_ACTIVITY : Names.ITEM_PERFORMANCE;
         String entity = ctx.getCurrentKey().substring(2);
+        FeatureLogRow row = s.row(entity, at, settings.positionBiasEta, settings.lastClickedN);
+        String view = row.view();
         GenericRecord r = book.newRecord(Names.FEATURE_UPDATE);
         r.put("view", view);
         r.put("entity_id", entity);
         r.put("event_time", at);
-        r.put("values", s.values(at, settings.positionBiasEta));
+        r.put("values", EntityState.values(row));
         r.put("job_run_id", settings.runId);
         updates.inc();
         ctx.output(ONLINE, SinkRows.of(view + ":" + entity, book.encode(Names.FEATURE_UPDATE, r),

@@ -78,10 +78,10 @@ def runs(kafka: KafkaConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     wait_until(lambda: caught_up(kafka, live), 240, "the live job to read the whole log")
     stop_with_drain(started.client, (live_home.home / "savepoints").as_uri())
     assert started.writer is not None
-    writer_stats = started.writer.stop(drain=True)
-    print("live writer:", writer_stats.as_dict())
+    writer_stats = started.writer.stop(drain=True).as_dict()
     run(replay, kafka, FeastConfig(), replay_home)
     return {"serving": serving, "acts": acts, "expected_input": expected_input,
+            "live_writer": writer_stats,
             "live": (live, live_home), "replay": (replay, replay_home)}
 
 
@@ -114,7 +114,8 @@ def test_backfill_equals_stream_online_features(kafka: KafkaConfig, runs: dict[s
     items = sorted({i["item_id"] for s in runs["serving"] for i in s["slate"]})
     stores = [feature_store(FeastConfig(), home) for _, home in (runs["live"], runs["replay"])]
     live_online, replay_online = (online_snapshot(s, users, items) for s in stores)
-    assert live_online == replay_online
+    assert runs["live_writer"]["complete"] and runs["live_writer"]["rows_total"], runs
+    assert live_online == replay_online, runs["live_writer"]
     assert live_online[names.USER_ACTIVITY][users[0]]["user_impressions_24h"] is not None
 
 

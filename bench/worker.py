@@ -55,12 +55,17 @@ def _root_cause(exc: BaseException) -> str:
 
 
 def run_flink(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run the feedback job as `jobs.feedback.run.run(wait=False)` and watch it to the end."""
+    """Run the feedback job as `jobs.feedback.run.run(wait=False)` and watch it to the end.
+
+    Its Feast writer runs beside it the whole time, as in production (a bounded run gets
+    one here too), and the run ends when the writer has written the last update: the
+    measured path is Kafka → job → Feast, not Kafka → job → Kafka."""
     t_process = float(spec["t_spawn"])
     from bench import flink_rest
     from feature_repo.store import FeastConfig
     from jobs.config import JobConfig
-    from jobs.feedback.run import run
+    from jobs.feedback.run import run, writer_config
+    from jobs.writer import WriterProcess
     from loopline.kafka import KafkaConfig
     from loopline.paths import load_paths
 
@@ -72,6 +77,8 @@ def run_flink(spec: dict[str, Any]) -> dict[str, Any]:
     stop_file = Path(spec["stop_file"]) if spec.get("stop_file") else None
     t_call = time.time()
     result = run(job, kafka, feast, paths, wait=False)
+    writer = result.writer or WriterProcess.start(
+        writer_config(job, feast, result.run_id), kafka, feast, paths)
     t_submitted = time.time()
     client = result.client
     progress: flink_rest.JobProgress | None = None
@@ -126,6 +133,10 @@ def run_flink(spec: dict[str, Any]) -> dict[str, Any]:
     end_ms = last.get("end_time_ms") if last else None
     if end_ms and end_ms > 0:
         t_end = min(t_end, end_ms / 1000)
+    t_job_end = t_end
+    writer_stats = writer.stop(drain=status == "FINISHED").as_dict()
+    if status == "FINISHED":
+        t_end = time.time()  # the last update is in Feast
     writes = _lineage_feast_writes(paths.lineage / f"{result.run_id}.jsonl")
     t_first_output = min((w["t_ms"] for w in writes), default=None)
     counters: dict[str, Any] = {}
@@ -153,6 +164,8 @@ def run_flink(spec: dict[str, Any]) -> dict[str, Any]:
         "vertices": last["vertices"] if last else [],
         "timeline": progress.timeline if progress else [],
         "feast_writes": writes,
+        "t_job_end": t_job_end,
+        "writer": writer_stats,
         "reconciled": counters,
     }
 

@@ -183,7 +183,7 @@ class Loop:
     def _cancel_job(self) -> None:
         if self.streaming is not None:
             with contextlib.suppress(Exception):
-                self.streaming.client.cancel().result()
+                self.streaming.cancel()
 
     def close(self) -> None:
         for closer in reversed(self._closers):

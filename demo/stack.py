@@ -112,6 +112,7 @@ class StreamingJob:
     client: Any  # pyflink JobClient
     run_id: str
     code_version: str
+    writer: Any = None  # the Feast writer process beside the job (jobs.writer.WriterProcess)
 
     def status(self) -> str:
         try:
@@ -151,7 +152,17 @@ class StreamingJob:
                 raise DemoStackError(f"the feedback job {self.run_id} did not stop within "
                                      f"{timeout_s:.0f}s after the drain")
             time.sleep(0.5)
+        if self.writer is not None:  # the drain's last updates, then the writer stops
+            self.writer.stop(drain=True, timeout_s=timeout_s)
         return path
+
+    def cancel(self) -> None:
+        """Cancel the job and stop its writer (committed offsets say what Feast holds)."""
+        try:
+            self.client.cancel().result()
+        finally:
+            if self.writer is not None and self.writer.alive:
+                self.writer.stop(drain=False)
 
 
 def start_job(job: JobConfig, kafka: KafkaConfig, feast: FeastConfig,
@@ -165,7 +176,8 @@ def start_job(job: JobConfig, kafka: KafkaConfig, feast: FeastConfig,
     except Exception as exc:  # py4j / Flink start-up failures
         raise DemoStackError(f"could not start the feedback job: {type(exc).__name__}: {exc}"
                              ) from exc
-    return StreamingJob(job, result.client, result.run_id, job_run.code_version())
+    return StreamingJob(job, result.client, result.run_id, job_run.code_version(),
+                        result.writer)
 
 
 def complete_lineage(kafka: KafkaConfig, paths: PathsConfig, running: StreamingJob,

@@ -128,8 +128,9 @@ def job_exceptions(job_id: str, cluster: FlinkCluster | None = None) -> str:
 
 # A Python operator whose worker process is gone (killed, out of memory, crashed) fails with
 # one of these in its cause chain.
-_PYTHON_WORKER_LOST = ("Failed to close remote bundle", "Python process exits",
-                       "BeamPythonFunctionRunner", "SDK harness", "client cancelled")
+_PYTHON_WORKER_LOST = ("Failed to close remote bundle", "Failed to start remote bundle",
+                       "Python process exits", "BeamPythonFunctionRunner", "SDK harness",
+                       "client cancelled", "call already cancelled")
 
 
 def failure_report(job_id: str, cluster: FlinkCluster | None = None) -> str:

@@ -319,6 +319,19 @@ def python_workers(cluster: FlinkCluster) -> list[psutil.Process]:
 
 
 # -- what the job left ---------------------------------------------------------------------
+def write_features(kafka: KafkaConfig, job: JobConfig, paths: PathsConfig) -> Any:
+    """Run the job's Feast writer up to the end of its updates topic, as the writer deployment
+    beside a cluster job would have by now (a job on a cluster writes no Feast itself)."""
+    from feature_repo.store import FeastConfig
+    from jobs.feedback.run import writer_config
+    from jobs.writer import FeatureWriter
+
+    feast = FeastConfig()
+    with FeatureWriter(writer_config(job, feast, job.run_id or "test"), kafka, feast,
+                       paths) as writer:
+        return writer.drain()
+
+
 def online_snapshot(store: FeatureStore, users: list[str], items: list[str]
                     ) -> dict[str, dict[str, dict[str, Any]]]:
     """{view: {entity: {feature: value}}} as served now by the online store."""

@@ -177,6 +177,7 @@ def _verify(kafka: KafkaConfig, job: JobConfig, workload: Workload, paths: Paths
     got = {k: labelled_row_labels(r) for k, r in zip(keys, rows, strict=True)}
     want = expected_label_rows(workload)
     out.label_mismatches = sum(got.get(k) != v for k, v in want.items()) + len(got.keys() - want)
+    h.write_features(kafka, job, paths)
     store = feature_store(FeastConfig(), paths)
     online = h.online_snapshot(store, workload.users, workload.items)
     out.feature_mismatches = h.feature_mismatches(online, workload.expected_features(job))

@@ -155,7 +155,9 @@ def _job_topics(suffix: str) -> JobConfig:
     return JobConfig(serving_topic=f"m.serving.{suffix}", interactions_topic=f"m.inter.{suffix}",
                      labelled_topic=f"m.labelled.{suffix}", unmatched_topic=f"m.unmatched.{suffix}",
                      late_topic=f"m.late.{suffix}", dead_letter_topic=f"m.dlq.{suffix}",
-                     lineage_topic=f"m.lineage.{suffix}", group_id=f"g-{suffix}", bounded=True,
+                     lineage_topic=f"m.lineage.{suffix}",
+                     feature_updates_topic=f"m.features.{suffix}", group_id=f"g-{suffix}",
+                     bounded=True,
                      startup="earliest-offset", run_id=f"models-{suffix}")
 
 

@@ -172,6 +172,7 @@ def test_broker_restart_mid_stream_loses_no_acknowledged_event(
         rows = h.labelled_slice_rows(paths)
         assert {(r["request_id"], r["item_id"]): labelled_row_labels(r) for r in rows} == \
             expected_label_rows(workload)
+        h.write_features(kafka, job, paths)
         online = h.online_snapshot(feature_store(FeastConfig(), paths), workload.users,
                                    workload.items)
         assert h.feature_mismatches(online, workload.expected_features(job)) == []

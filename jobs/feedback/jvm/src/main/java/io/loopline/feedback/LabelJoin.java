@@ -224,17 +224,7 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
                     serving.eventTime));
             StringBuilder refs = new StringBuilder("[").append(servingRef);
             for (String ref : o.refs) refs.append(',').append(ref);
-            String json = new Json()
-                    .put("request_id", serving.requestId).put("item_id", item).put("user_id", serving.userId)
-                    .put("session_id", serving.sessionId).put("model_version", serving.modelVersion)
-                    .put("arm", serving.arm).put("policy", serving.policy).put("fallback", serving.fallback)
-                    .put("position", serving.positions[i]).put("score", serving.scores[i])
-                    .put("propensity", serving.propensities[i]).put("served_at", serving.eventTime)
-                    .put("clicked", o.clicked).put("added_to_cart", o.addedToCart).put("purchased", o.purchased)
-                    .put("revenue", o.revenue).put("dwell_ms", o.dwellMs).put("interaction_count", o.interactions)
-                    .put("label_window_ms", settings.maturityWindowMs).put("source_topic", serving.topic)
-                    .put("source_partition", serving.partition).put("source_offset", serving.offset)
-                    .raw("_source_refs", refs.append(']').toString()).done();
+            String json = Json.of(r).raw("_source_refs", refs.append(']').toString()).done();
             out.collect(new PartitionRow(Names.LABELLED_DATASET, serving.eventTime, settings.slicePartitionMs,
                     settings.maturityWindowMs, key, json));
         }

@@ -143,10 +143,20 @@ def hc2_covariance(
     return _hc2(exog, resid, xtx_inv, leverage)
 
 
+# A unit the model fits (almost) exactly: HC2's 1/(1 - h) blows its rounding error up into an
+# interval of ±1e8 (a covariate non-zero for one user of a small arm). Such a fit falls back
+# to HC1's degrees-of-freedom scaling, which stays finite and is HC2's large-sample limit.
+MAX_LEVERAGE = 0.99
+
+
 def _hc2(
     exog: np.ndarray, resid: np.ndarray, xtx_inv: np.ndarray, leverage: np.ndarray
 ) -> np.ndarray:
-    scale = resid**2 / np.clip(1.0 - leverage, 1e-8, None)
+    if np.any(leverage > MAX_LEVERAGE):
+        n, k = exog.shape
+        scale = resid**2 * (n / max(n - k, 1))
+    else:
+        scale = resid**2 / (1.0 - leverage)
     meat = (exog * scale[:, None]).T @ exog
     return np.asarray(xtx_inv @ meat @ xtx_inv)
 
@@ -229,7 +239,11 @@ def arm_influence(
         # Row 0 of (X_aᵀX_a)⁻¹: the intercept's (= the adjusted mean's) linear weights.
         weight = t.size * (design @ inv[0])
         leverage = np.einsum("ij,jk,ik->i", design, inv, design)
-        resid = (y - fitted) / np.sqrt(np.clip(1.0 - leverage, 1e-8, None))
+        if np.any(leverage[arm] > MAX_LEVERAGE):  # as in _hc2: HC1 scaling
+            n, k = xa.shape
+            resid = (y - fitted) * np.sqrt(n / max(n - k, 1))
+        else:
+            resid = (y - fitted) / np.sqrt(np.clip(1.0 - leverage, 1e-8, None))
         means.append(float(coef[0]))
         out.append(fitted + arm * weight * resid)
     return means[0], means[1], out[0], out[1]

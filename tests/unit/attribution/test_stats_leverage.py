@@ -29,3 +29,15 @@ def test_without_high_leverage_it_is_plain_hc2() -> None:
     h = np.einsum("ij,jk,ik->i", x, inv, x)
     expected = inv @ ((x * (resid**2 / (1 - h))[:, None]).T @ x) @ inv
     assert np.allclose(hc2_covariance(x, resid), expected)
+
+
+def test_a_collinear_interaction_gives_a_finite_covariance() -> None:
+    rng = np.random.default_rng(5)
+    n = 60
+    z = rng.normal(size=n)
+    x = np.column_stack([np.ones(n), z, z + 1e-7 * rng.normal(size=n)])  # z twice, nearly
+    y = 2 * z + rng.normal(size=n)
+    coef = np.linalg.pinv(x) @ y
+    cov = hc2_covariance(x, y - x @ coef)
+    # A plain inverse gave SEs of 1.6e6 for z's two columns here.
+    assert np.all(np.sqrt(np.diag(cov)) < 1.0), np.sqrt(np.diag(cov))

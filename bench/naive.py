@@ -82,10 +82,15 @@ def _user_frame(users: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
             frame[f"user_{counter}_{w}"] = users[f"{counter}_{w}"].to_numpy().astype(np.int64)
         frame[f"user_revenue_{w}"] = users[f"revenue_{w}"].to_numpy().round(6)
     clicks = hist.dropna(subset=["clicked_item"])
+    # As the job: distinct items whose newest click is still in the 24 h window (15 min
+    # buckets) at the user's newest event, newest first, ties by item id descending.
+    _, window_ms, bucket_ms = WINDOWS[1]
+    newest = hist.groupby("entity", sort=False)["ts"].max()
+    clicks = (clicks.sort_values("ts").drop_duplicates(["entity", "clicked_item"], keep="last"))
+    at = clicks["entity"].map(newest)
+    clicks = clicks[clicks["ts"] - clicks["ts"] % bucket_ms + bucket_ms > at - window_ms]
     if len(clicks):
-        # Most recent click per distinct item, newest first, at most N.
-        last = (clicks.sort_values("ts").drop_duplicates(["entity", "clicked_item"], keep="last")
-                .sort_values(["entity", "ts"], ascending=[True, False])
+        last = (clicks.sort_values(["entity", "ts", "clicked_item"], ascending=[True, False, False])
                 .groupby("entity", sort=False)["clicked_item"]
                 .agg(lambda s: ",".join(s.iloc[:LAST_CLICKED_N])))
         frame["user_last_clicked"] = frame[names.USER_KEY].map(last).fillna("")

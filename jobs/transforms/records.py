@@ -47,12 +47,3 @@ class SinkRecord(NamedTuple):
     value: bytes
     topic: str
     timestamp_ms: int | None
-
-
-class FeatureRow(NamedTuple):
-    """The current feature values of one entity, as of `event_ms`."""
-
-    view: str
-    entity_id: str
-    event_ms: int
-    values: dict[str, Any]

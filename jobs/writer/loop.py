@@ -83,7 +83,7 @@ class FeatureWriter:
         self.codec = Codec(SchemaStore.from_directory())
         self.registry = (SchemaRegistry(kafka, config.schemas_topic)
                          if config.schema_registry else None)
-        self.sink = FeastWriter(feast, paths, offline_log=False, file_prefix="writer")
+        self.sink = FeastWriter(feast, paths)
         self._ensure_views()
         self.producer = EventProducer(kafka, codec=self.codec)
         self.consumer: KafkaConsumer | None = None

@@ -92,10 +92,6 @@ final class SchemaBook {
         return writers.containsKey(fingerprint);
     }
 
-    Schema writer(long fingerprint) {
-        return writers.get(fingerprint);
-    }
-
     /**
      * Decode the body under its writer schema, resolved into `readerName`'s reader schema.
      * Throws DecodeFailure with a dead-letter reason on anything malformed.

@@ -66,11 +66,6 @@ public final class Topology {
         return rows.keyBy(new ByPartition()).process(new PartitionBuffer(s.partitionChunkRows), PartitionBuffer.TYPE);
     }
 
-    @SafeVarargs
-    public static DataStream<Row> union(DataStream<Row> first, DataStream<Row>... rest) {
-        return first.union(rest);
-    }
-
     @SuppressWarnings("unchecked")
     public static DataStream<Row> unionAll(java.util.List<DataStream<Row>> streams) {
         return streams.get(0).union(streams.subList(1, streams.size()).toArray(new DataStream[0]));

@@ -5,7 +5,14 @@
 The feedback job runs detached on the standalone cluster with checkpoints every 2 s. A known
 stream (workload.py: what an undisturbed run yields is computed in advance) is produced in
 parts at a steady pace; in the middle of every part but the last the TaskManager JVM and its
-Python workers are SIGKILLed and a new TaskManager is started, as a supervisor would. After
+Python workers are SIGKILLed. A standby TaskManager, started by the harness (a supervisor)
+at the beginning of that part, takes over and becomes the next one killed.
+
+Why a standby: a standalone cluster cannot start TaskManagers itself, and Flink's default
+scheduler fails a restarted job at once with NoResourceAvailableException while no slot is
+registered (FLINK-31457). A replacement started only after the kill needs ~4 s to register
+here, so each kill cost 3-5 restarts on a busy machine and three kills exhausted the restart
+budget. Production standalone setups keep a spare TaskManager for exactly this. After
 the last part the job must catch up and is stopped with --drain; then everything it left is
 compared with the expectation: reconciliation counts, one slice row per impression with the
 right labels, Feast's online values.
@@ -117,8 +124,10 @@ def run(kafka: KafkaConfig, cluster: FlinkCluster, home: Path, plan: KillPlan,
                 producer = threading.Thread(target=h.produce, args=(kafka, job, part, plan.part_s))
                 producer.start()
                 if k < plan.kills:
+                    [victim] = cluster.taskmanager_pids()  # the one running the job
+                    cluster.start_taskmanager()  # the standby
                     time.sleep(plan.kill_after_s)
-                    kills.append(_kill_and_recover(cluster, job_id, k + 1))
+                    kills.append(_kill_and_recover(cluster, job_id, k + 1, victim))
                     say(f"taskmanager kill {k + 1}: {json.dumps(kills[-1])}")
                 producer.join()
             h.wait_until(lambda: h.caught_up(kafka, job), 300, "job caught up with its inputs")
@@ -136,12 +145,12 @@ def run(kafka: KafkaConfig, cluster: FlinkCluster, home: Path, plan: KillPlan,
     return _verify(kafka, job, workload, PathsConfig(home=home).resolved(), figures)
 
 
-def _kill_and_recover(cluster: FlinkCluster, job_id: str, n: int) -> dict[str, Any]:
-    [tm] = cluster.taskmanager_pids()
+def _kill_and_recover(cluster: FlinkCluster, job_id: str, n: int, victim: int) -> dict[str, Any]:
+    h.wait_until(lambda: (cluster.overview() or {}).get("taskmanagers", 0) >= 2, 120,
+                 f"the standby TaskManager registered before kill {n}")
     # Counted from here: a kill can leave more than one entry in the failure history.
     failures = h.failure_count(cluster, job_id)
-    kill = h.kill_tree(tm)
-    cluster.start_taskmanager()  # as a supervisor would
+    kill = h.kill_tree(victim)
 
     def state() -> dict[str, Any]:
         return h.job_snapshot(cluster, job_id)

@@ -1,6 +1,7 @@
 """TaskManager failure: the TaskManager (JVM and its Python workers) is killed several times
-mid-stream while the feedback job runs on the standalone cluster; a new one is started each
-time, as a supervisor would. The job restores from its last checkpoint (every 2 s), and in
+mid-stream while the feedback job runs on the standalone cluster; a standby started before
+each kill takes over (bench/reliability/taskmanager.py says why a standby and not a restart
+after the kill). The job restores from its last checkpoint (every 2 s), and in
 the end nothing is lost or doubled: reconciliation is exact, the slice log holds one row per
 (request_id, item_id) with the right labels, and Feast serves what an undisturbed run would.
 

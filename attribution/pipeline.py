@@ -109,22 +109,26 @@ def run(
         decomposition = _mechanisms(users, v, control)
         assert res.propensity is not None
         n_units = int(res.treated.size)
+        assignment = validity.assignment(
+            v,
+            srm_check,
+            {k: b for k, b in readout.balance.items() if k in res.adjustment_set},
+            cfg.max_balance_smd,
+            int(res.treated.sum()),
+            int((~res.treated).sum()),
+            cfg.srm_alpha,
+        )
+        held = srm_check.status == "pass" and assignment.status == "pass"
         v_checks = [
             lineage_check,
             validity.estimators(v, res.skipped, res.primary.estimator),
-            *validity.overlap(v, res.propensity, res.treated, cfg),
+            *validity.overlap(v, res.propensity, res.treated, cfg,
+                              _design_share(plan.expected_split, arms, v, control) if held
+                              else None),
             *validity.refuters(v, res.refuters, cfg.refuter_errors_fail),
             validity.agreement(v, res.estimates, cfg.alpha),
             validity.naive_difference(v, readout.naive_biased, readout.naive_note),
-            validity.assignment(
-                v,
-                srm_check,
-                {k: b for k, b in readout.balance.items() if k in res.adjustment_set},
-                cfg.max_balance_smd,
-                int(res.treated.sum()),
-                int((~res.treated).sum()),
-                cfg.srm_alpha,
-            ),
+            assignment,
             _negative_control(users, covs, v, control, cfg),
         ]
         checks += v_checks
@@ -441,3 +445,14 @@ def _data_summary(table: AnalysisTable, checks: list[validity.Check]) -> dict[st
         "unmatched_interactions": info.get("unmatched_interactions"),
         "mean_pre_revenue": float(np.mean(u["pre_revenue"])),
     }
+
+
+def _design_share(
+    split: dict[str, float] | None, arms: dict[str, str], version: str, control: str
+) -> float | None:
+    """P(version | version or control) under the intended split (keyed by version or arm)."""
+    if not split:
+        return None
+    by_version = {arms.get(k, k): float(w) for k, w in split.items()}
+    a, b = by_version.get(version), by_version.get(control)
+    return None if a is None or b is None or a + b <= 0 else a / (a + b)

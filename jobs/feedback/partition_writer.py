@@ -8,6 +8,7 @@ slices) and one lineage record for the Kafka sink.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
@@ -16,9 +17,10 @@ from pyflink.common import Row
 from pyflink.common.time import Instant
 from pyflink.datastream import MapFunction, RuntimeContext
 
+from jobs.errors import SinkError
 from jobs.feedback.context import RunContext, lineage_record
 from jobs.sinks import feature_log
-from jobs.sinks.slice_log import write_partition
+from jobs.sinks.slice_log import write_chunk
 from jobs.transforms import lineage, slices
 
 FEATURE_LOG_PREFIX = "feature_log/"
@@ -33,20 +35,29 @@ class PartitionWriter(MapFunction):
         self.files = group.counter("partition_files")
 
     def map(self, value: Any) -> Row:
-        dataset, partition, chunk, lines, data = value[0], value[1], value[2], value[4], value[5]
+        dataset, partition, chunk, summary, data = value[0], value[1], value[2], value[4], value[5]
         if dataset.startswith(FEATURE_LOG_PREFIX):
             event = self._feature_log(dataset.removeprefix(FEATURE_LOG_PREFIX), partition,
                                       chunk, bytes(data))
         else:
-            event = self._slice(dataset, partition, [json.loads(r) for r in lines.split("\n")])
+            event = self._slice(dataset, partition, chunk, json.loads(summary), bytes(data))
         self.files.inc()
         record = lineage_record(self.run, event)
         ts = None if record.timestamp_ms is None else Instant.of_epoch_milli(record.timestamp_ms)
         return Row(k=record.key, v=record.value, topic=record.topic, ts=ts)
 
-    def _slice(self, dataset: str, partition: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        manifest = write_partition(self.run.paths.slices, dataset, partition, rows,
-                                   self.run.job_facet())
+    def _slice(self, dataset: str, partition: str, chunk: int, summary: dict[str, Any],
+               data: bytes) -> dict[str, Any]:
+        try:
+            table = slices.read_chunk(dataset, data)
+        except ValueError as exc:
+            raise SinkError(f"slice log: chunk {chunk} of {dataset}/{partition}: {exc}") from exc
+        if table.num_rows != summary["rows"]:
+            raise SinkError(f"slice log: chunk {chunk} of {dataset}/{partition} has "
+                            f"{table.num_rows} rows, its summary says {summary['rows']}")
+        fp = "sha256:" + hashlib.sha256(data).hexdigest()
+        manifest = write_chunk(self.run.paths.slices, dataset, partition, table, fp, summary,
+                               self.run.job_facet())
         output = lineage.dataset(
             f"file://{self.run.paths.slices}",
             f"{dataset}/{partition}",
@@ -57,7 +68,7 @@ class PartitionWriter(MapFunction):
             files=manifest["files"],
         )
         inputs = [lineage.dataset("kafka", topic, offsets=ranges)
-                  for topic, ranges in slices.source_ranges(rows).items()]
+                  for topic, ranges in summary["sources"].items()]
         return self._event(inputs, [output])
 
     def _feature_log(self, view: str, partition: str, chunk: int, data: bytes

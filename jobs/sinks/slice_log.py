@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.errors import SinkError
@@ -44,19 +45,32 @@ def write_partition(
     rows: list[dict[str, Any]],
     job: dict[str, str],
 ) -> dict[str, Any]:
-    """Write `rows` as a new file of the partition and return the updated manifest."""
+    """Write `rows` (dicts) as a new file of the partition and return the updated manifest."""
     rows = slices.dedupe(dataset, rows)
+    return write_chunk(root, dataset, partition, slices.to_table(dataset, rows),
+                       slices.fingerprint(dataset, rows), slices.summarize(dataset, rows), job)
+
+
+def write_chunk(
+    root: Path,
+    dataset: str,
+    partition: str,
+    table: pa.Table,
+    file_fp: str,
+    summary: dict[str, Any],
+    job: dict[str, str],
+) -> dict[str, Any]:
+    """Write `table` as a new file of the partition, named by its content fingerprint, and
+    return the updated manifest; a file already listed (a replay) adds nothing."""
     directory = partition_dir(root, dataset, partition)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         previous = read_manifest(directory)
-        file_fp = slices.fingerprint(dataset, rows)
         name = f"part-{job['run_id'][:8]}-{file_fp[7:19]}.parquet"
         if previous and any(f["name"] == name for f in previous["files"]):
             return previous  # the same rows were already written (replay): nothing to add
-        table = slices.to_table(dataset, rows)
         _atomic_write_bytes(directory / name, lambda p: pq.write_table(table, p))
-        manifest = slices.manifest(dataset, partition, rows, name, job, previous)
+        manifest = slices.manifest(dataset, partition, name, file_fp, summary, job, previous)
         text = json.dumps(manifest, indent=2, sort_keys=True)
         _atomic_write_bytes(directory / MANIFEST, lambda p: p.write_text(text))
     except OSError as exc:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.json as pa_json
 
 LABELLED_DATASET = "labelled_impressions"
 UNMATCHED_DATASET = "unmatched_interactions"
@@ -141,24 +142,54 @@ def merge_ranges(
     return merged
 
 
+def summarize(dataset: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a file of `rows` adds to its manifest: row count, event-time range, input offsets
+    (the JVM job hands the same summary over with each chunk)."""
+    times = [int(r[TIME_COLUMN[dataset]]) for r in rows]
+    return {"rows": len(rows), "event_time_min": min(times), "event_time_max": max(times),
+            "sources": source_ranges(rows)}
+
+
+def read_chunk(dataset: str, data: bytes) -> pa.Table:
+    """A chunk of newline-delimited JSON rows (the JVM job's) as a table of the dataset's
+    schema, parsed by Arrow's C++ reader; raises ValueError when it is not rows of it."""
+    schema = SCHEMAS[dataset]
+    # The reader turns JSON numbers into integers, not timestamps: read epoch ms, then cast.
+    raw = pa.schema([pa.field(f.name, pa.int64()) if f.type == _TS else f for f in schema])
+    try:
+        table = pa_json.read_json(
+            pa.BufferReader(data),
+            read_options=pa_json.ReadOptions(block_size=max(1 << 20, len(data) + 1)),
+            parse_options=pa_json.ParseOptions(explicit_schema=raw,
+                                               unexpected_field_behavior="error"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(f"not {dataset} rows: {exc}") from exc
+    # A field absent from a line reads as null: the key and the time must be there.
+    empty = [n for n in (*ROW_KEY[dataset], TIME_COLUMN[dataset]) if table[n].null_count]
+    if empty:
+        raise ValueError(f"not {dataset} rows: {empty} missing in some rows")
+    return table.select(schema.names).cast(schema)
+
+
 def manifest(
     dataset: str,
     partition: str,
-    rows: list[dict[str, Any]],
     file_name: str,
+    file_fp: str,
+    summary: dict[str, Any],
     job: dict[str, str],
     previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The partition's manifest after adding one file of `rows` (to an existing one, if any)."""
-    time_column = TIME_COLUMN[dataset]
-    times = [int(r[time_column]) for r in rows]
-    file_fp = fingerprint(dataset, rows)
+    """The partition's manifest after adding one file (to an existing one, if any), from the
+    file's summary (see summarize)."""
     files = [
         *(previous or {}).get("files", []),
-        {"name": file_name, "rows": len(rows), "fingerprint": file_fp},
+        {"name": file_name, "rows": int(summary["rows"]), "fingerprint": file_fp},
     ]
     combined = hashlib.sha256("\n".join(sorted(f["fingerprint"] for f in files)).encode())
-    sources = source_ranges(rows)
+    sources = summary["sources"]
+    times = [int(summary["event_time_min"]), int(summary["event_time_max"])]
     if previous:
         sources = merge_ranges(previous.get("sources", {}), sources)
         times += [previous["event_time_min"], previous["event_time_max"]]

@@ -65,6 +65,22 @@ def test_overlap_fails_without_positivity_and_passes_with_it() -> None:
     assert checks[1].status == "fail" and checks[1].name == "effective_sample_size"
 
 
+def test_a_randomised_split_that_held_is_judged_by_its_design_propensity() -> None:
+    """One user of 70 with a fitted propensity of 0.004 (logistic noise at this size) fails
+    the share limit without a split on record, and passes with a 30/40 split that held; a
+    split that gives the version 0.5% of users fails whatever the fitted model says."""
+    cfg = AttributionConfig()
+    rng = np.random.default_rng(1)
+    fitted = np.r_[0.004, rng.uniform(0.3, 0.5, 69)]
+    treated = rng.random(70) < 0.43
+    assert validity.overlap("v2", fitted, treated, cfg)[0].status == "fail"
+    check = validity.overlap("v2", fitted, treated, cfg, design_share=30 / 70)[0]
+    assert check.status == "pass" and "0.429 by design" in check.message
+    assert "1.43% of users have a fitted propensity" in check.message
+    calm = rng.uniform(0.3, 0.5, 70)
+    assert validity.overlap("v2", calm, treated, cfg, design_share=0.005)[0].status == "fail"
+
+
 def test_failed_refuter_and_missing_lineage_make_the_headline_untrustworthy(tmp_path: Path) -> None:
     checks = [
         validity.refuters(

@@ -1,6 +1,6 @@
 import pyarrow.parquet as pq
 
-from jobs.sinks.slice_log import read_manifest, write_partition
+from jobs.sinks.slice_log import read_manifest, write_chunk, write_partition
 from jobs.transforms import slices
 from jobs.transforms.label_join import LabelJoin, RequestState
 from tests.unit.jobs.events import T0, env, interaction, serving
@@ -44,3 +44,54 @@ def test_write_partition_is_atomic_idempotent_and_records_offsets(tmp_path):
     assert table.schema.equals(slices.LABELLED_SCHEMA)
     assert read_manifest(directory) == manifest
     assert not list(directory.glob(".*tmp"))
+
+
+# A chunk as the JVM job's PartitionBuffer writes it: Java's number forms, nulls, in key order.
+JVM_CHUNK = (
+    b'{"event_id":"e1","event_time":1767261600000,"user_id":"u1","session_id":"s1",'
+    b'"request_id":null,"item_id":"i1","type":"purchase","revenue":1.0E-4,"dwell_ms":null,'
+    b'"position":null,"reason":"no_impression","source_topic":"loopline.interactions",'
+    b'"source_partition":0,"source_offset":9}\n'
+    b'{"event_id":"e2","event_time":1767261600005,"user_id":"u2","session_id":"s2",'
+    b'"request_id":"r9","item_id":"i2","type":"view","revenue":0.0,"dwell_ms":1200,'
+    b'"position":3,"reason":"no_impression","source_topic":"loopline.interactions",'
+    b'"source_partition":1,"source_offset":4}\n'
+)
+
+
+def test_a_jvm_chunk_reads_as_the_dataset_schema_with_nulls_and_times():
+    table = slices.read_chunk(slices.UNMATCHED_DATASET, JVM_CHUNK)
+    assert table.schema.equals(slices.UNMATCHED_SCHEMA)
+    rows = table.to_pylist()
+    assert [r["event_id"] for r in rows] == ["e1", "e2"]
+    assert rows[0]["revenue"] == 1e-4 and rows[0]["request_id"] is None
+    assert rows[0]["dwell_ms"] is None and rows[1]["dwell_ms"] == 1200
+    assert rows[1]["event_time"].timestamp() * 1000 == 1767261600005
+
+
+def test_a_chunk_that_is_not_rows_of_the_dataset_is_refused():
+    for bad in (b'{"event_id":"e1"}\n', JVM_CHUNK.replace(b'"reason"', b'"reasons"'),
+                JVM_CHUNK[:-20], b"not json\n"):
+        try:
+            slices.read_chunk(slices.UNMATCHED_DATASET, bad)
+        except ValueError as exc:
+            assert "not unmatched_interactions rows" in str(exc)
+        else:
+            raise AssertionError(f"accepted {bad[:40]!r}")
+
+
+def test_write_chunk_names_files_by_fingerprint_and_merges_the_summary(tmp_path):
+    table = slices.read_chunk(slices.UNMATCHED_DATASET, JVM_CHUNK)
+    summary = {"rows": 2, "event_time_min": 1767261600000, "event_time_max": 1767261600005,
+               "sources": {"loopline.interactions": {"0": [9, 9], "1": [4, 4]}}}
+    first = write_chunk(tmp_path, slices.UNMATCHED_DATASET, "2026-01-01T10", table,
+                        "sha256:" + "a" * 64, summary, JOB)
+    assert write_chunk(tmp_path, slices.UNMATCHED_DATASET, "2026-01-01T10", table,
+                       "sha256:" + "a" * 64, summary, JOB) == first
+    later = {**summary, "rows": 1, "event_time_max": 1767261700000,
+             "sources": {"loopline.interactions": {"0": [12, 12]}}}
+    second = write_chunk(tmp_path, slices.UNMATCHED_DATASET, "2026-01-01T10", table.slice(0, 1),
+                         "sha256:" + "b" * 64, later, JOB)
+    assert second["row_count"] == 3 and len(second["files"]) == 2
+    assert second["event_time_max"] == 1767261700000
+    assert second["sources"] == {"loopline.interactions": {"0": [9, 12], "1": [4, 4]}}

@@ -47,12 +47,6 @@ final class Json {
         return this;
     }
 
-    /** A pre-rendered JSON value (an array of source references, say). */
-    Json raw(String name, String json) {
-        key(name).append(json);
-        return this;
-    }
-
     /** A record's fields as they are (the slice row of a LabelledImpression, say). */
     static Json of(org.apache.avro.generic.GenericRecord record) {
         Json json = new Json();

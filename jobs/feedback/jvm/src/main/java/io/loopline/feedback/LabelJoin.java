@@ -182,10 +182,13 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
                 .put("session_id", e.sessionId).put("request_id", e.requestId).put("item_id", e.itemId)
                 .put("type", e.type).put("revenue", e.revenue).put("dwell_ms", e.dwellMs)
                 .put("position", e.position).put("reason", reason).put("source_topic", e.topic)
-                .put("source_partition", e.partition).put("source_offset", e.offset)
-                .raw("_source_refs", "[" + Json.ref(e.topic, e.partition, e.offset) + "]").done();
+                .put("source_partition", e.partition).put("source_offset", e.offset).done();
         out.collect(new PartitionRow(Names.UNMATCHED_DATASET, e.eventTime, settings.slicePartitionMs,
-                settings.maturityWindowMs, e.eventId, json));
+                settings.maturityWindowMs, e.eventId, json, new String[] {coordsRef(e)}));
+    }
+
+    private static String coordsRef(InputEvent e) {
+        return Json.ref(e.topic, e.partition, e.offset);
     }
 
     private void label(InputEvent serving, RequestState s, Context ctx, Collector<PartitionRow> out) {
@@ -222,11 +225,11 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
             String key = serving.requestId + "/" + item;
             ctx.output(KAFKA, SinkRows.of(key, book.encode(Names.LABELLED_IMPRESSION, r), settings.labelledTopic,
                     serving.eventTime));
-            StringBuilder refs = new StringBuilder("[").append(servingRef);
-            for (String ref : o.refs) refs.append(',').append(ref);
-            String json = Json.of(r).raw("_source_refs", refs.append(']').toString()).done();
+            String[] refs = new String[1 + o.refs.size()];
+            refs[0] = servingRef;
+            for (int k = 0; k < o.refs.size(); k++) refs[k + 1] = o.refs.get(k);
             out.collect(new PartitionRow(Names.LABELLED_DATASET, serving.eventTime, settings.slicePartitionMs,
-                    settings.maturityWindowMs, key, json));
+                    settings.maturityWindowMs, key, Json.of(r).done(), refs));
         }
     }
 }

@@ -12,9 +12,12 @@ import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * Collects one event-time partition of a dataset in Flink state (so it is exactly-once with
@@ -22,6 +25,12 @@ import java.util.Map;
  * chunks, each one element for the Python partition writer. Key order makes the chunks, and
  * so the files and their fingerprints, the same whenever the partition is released again (a
  * replay after recovery): the writer then finds the file already there.
+ *
+ * A chunk is newline-delimited JSON (`data`, UTF-8), which the writer hands to Arrow's C++
+ * reader with the dataset's schema, plus a JSON summary (`rows`) of what the manifest and
+ * lineage need: row count, event-time range and the Kafka offset ranges of the inputs. So
+ * Python never touches a row: it was the job's bottleneck while it parsed, de-duplicated and
+ * fingerprinted them one by one (the MapState below already de-duplicates by row key).
  */
 public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, Row> {
     private static final long serialVersionUID = 1L;
@@ -32,7 +41,7 @@ public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, 
             new String[] {"dataset", "partition", "chunk", "chunks", "rows", "data"});
 
     private final int chunkRows;
-    private transient MapState<String, String> rows;
+    private transient MapState<String, PartitionRow> rows;
     private transient ValueState<Boolean> armed;
 
     public PartitionBuffer(int chunkRows) {
@@ -41,13 +50,14 @@ public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, 
 
     @Override
     public void open(OpenContext context) {
-        rows = getRuntimeContext().getMapState(new MapStateDescriptor<>("rows", Types.STRING, Types.STRING));
+        rows = getRuntimeContext().getMapState(new MapStateDescriptor<>(
+                "partition-rows", Types.STRING, TypeInformation.of(PartitionRow.class)));
         armed = getRuntimeContext().getState(new ValueStateDescriptor<>("armed", Types.BOOLEAN));
     }
 
     @Override
     public void processElement(PartitionRow row, Context ctx, Collector<Row> out) throws Exception {
-        rows.put(row.sortKey, row.json);
+        rows.put(row.sortKey, row);
         if (!Boolean.TRUE.equals(armed.value())) {
             armed.update(true);
             ctx.timerService().registerEventTimeTimer(row.finalAt);
@@ -56,8 +66,8 @@ public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, 
 
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
-        List<Map.Entry<String, String>> all = new ArrayList<>();
-        for (Map.Entry<String, String> e : rows.entries()) {
+        List<Map.Entry<String, PartitionRow>> all = new ArrayList<>();
+        for (Map.Entry<String, PartitionRow> e : rows.entries()) {
             all.add(Map.entry(e.getKey(), e.getValue()));
         }
         rows.clear();
@@ -69,13 +79,57 @@ public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, 
         String[] key = ctx.getCurrentKey().split("\\|", 2);
         int chunks = (all.size() + chunkRows - 1) / chunkRows;
         for (int c = 0; c < chunks; c++) {
-            // Newline-delimited JSON: the writer parses it in C++ (Arrow) or line by line.
-            StringBuilder lines = new StringBuilder();
-            for (int i = c * chunkRows; i < Math.min(all.size(), (c + 1) * chunkRows); i++) {
-                if (i > c * chunkRows) lines.append('\n');
-                lines.append(all.get(i).getValue());
+            List<Map.Entry<String, PartitionRow>> chunk =
+                    all.subList(c * chunkRows, Math.min(all.size(), (c + 1) * chunkRows));
+            ByteArrayOutputStream lines = new ByteArrayOutputStream(chunk.size() * 512);
+            long min = Long.MAX_VALUE, max = Long.MIN_VALUE;
+            Map<String, Map<Integer, long[]>> sources = new TreeMap<>();
+            for (Map.Entry<String, PartitionRow> e : chunk) {
+                PartitionRow r = e.getValue();
+                lines.writeBytes(r.json.getBytes(StandardCharsets.UTF_8));
+                lines.write('\n');
+                min = Math.min(min, r.eventMs);
+                max = Math.max(max, r.eventMs);
+                for (String ref : r.refs) addRef(sources, ref);
             }
-            out.collect(Row.of(key[0], key[1], c, chunks, lines.toString(), null));
+            out.collect(Row.of(key[0], key[1], c, chunks, summary(chunk.size(), min, max, sources),
+                    lines.toByteArray()));
         }
+    }
+
+    /** Widen the offset range of a Json.ref `["topic",partition,offset]`. */
+    static void addRef(Map<String, Map<Integer, long[]>> sources, String ref) {
+        int endTopic = ref.lastIndexOf('"');
+        String topic = ref.substring(2, endTopic);
+        String[] rest = ref.substring(endTopic + 2, ref.length() - 1).split(",");
+        int partition = Integer.parseInt(rest[0]);
+        long offset = Long.parseLong(rest[1]);
+        long[] span = sources.computeIfAbsent(topic, t -> new TreeMap<>())
+                .computeIfAbsent(partition, p -> new long[] {offset, offset});
+        span[0] = Math.min(span[0], offset);
+        span[1] = Math.max(span[1], offset);
+    }
+
+    /** {"rows":n,"event_time_min":..,"event_time_max":..,"sources":{topic:{partition:[lo,hi]}}} */
+    static String summary(int n, long min, long max, Map<String, Map<Integer, long[]>> sources) {
+        StringBuilder b = new StringBuilder("{\"rows\":").append(n)
+                .append(",\"event_time_min\":").append(min)
+                .append(",\"event_time_max\":").append(max).append(",\"sources\":{");
+        boolean firstTopic = true;
+        for (Map.Entry<String, Map<Integer, long[]>> t : sources.entrySet()) {
+            if (!firstTopic) b.append(',');
+            firstTopic = false;
+            Json.quote(b, t.getKey());
+            b.append(":{");
+            boolean firstPartition = true;
+            for (Map.Entry<Integer, long[]> p : t.getValue().entrySet()) {
+                if (!firstPartition) b.append(',');
+                firstPartition = false;
+                b.append('"').append(p.getKey()).append("\":[").append(p.getValue()[0]).append(',')
+                        .append(p.getValue()[1]).append(']');
+            }
+            b.append('}');
+        }
+        return b.append("}}").toString();
     }
 }

@@ -18,16 +18,23 @@ public class PartitionRow {
     public long finalAt;
     /** Orders and de-duplicates the partition's rows: same content → same files. */
     public String sortKey;
+    /** The row's event time (the dataset's time column): the manifest's event-time range. */
+    public long eventMs;
+    /** The inputs the row came from, as Json.ref arrays: the lineage's Kafka offset ranges. */
+    public String[] refs;
     public String json;
 
     public PartitionRow() {}
 
-    PartitionRow(String dataset, long eventMs, long partitionMs, long finalDelayMs, String sortKey, String json) {
+    PartitionRow(String dataset, long eventMs, long partitionMs, long finalDelayMs, String sortKey,
+                 String json, String[] refs) {
         long start = eventMs - Math.floorMod(eventMs, partitionMs);
         this.dataset = dataset;
         this.partition = hourName(eventMs, partitionMs);
         this.finalAt = start + partitionMs + finalDelayMs;
         this.sortKey = sortKey;
+        this.eventMs = eventMs;
+        this.refs = refs;
         this.json = json;
     }
 

@@ -10,6 +10,7 @@ request per worker with no waiting, so concurrent clients are refused with 503.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,6 +43,7 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "metrics-test-token-" + uuid.uuid4().hex[:12]
 WORKERS = 2
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SETTLE_S = 120  # generous: two cores shared with other tests' JVMs
 
 
@@ -93,8 +95,8 @@ def serving(kafka: KafkaConfig, tmp_path_factory: pytest.TempPathFactory) -> Ite
     log = home / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--workers",
-                                 str(WORKERS)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                 str(WORKERS)], cwd=REPO_ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -109,7 +111,8 @@ def serving(kafka: KafkaConfig, tmp_path_factory: pytest.TempPathFactory) -> Ite
             log.read_text(errors="replace")[-2000:]
         yield Serving(url, f"127.0.0.1:{port}", [str(i) for i in shop.world.items[:60]])
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -165,17 +168,30 @@ def _final_health(url: str, since: float) -> dict[str, Any]:
         time.sleep(0.25)
 
 
-def test_scraped_counters_equal_healthz_and_the_clients(
-        serving: Serving, prometheus: PrometheusServer) -> None:
+def _load(serving: Serving, rounds: int = 6) -> dict[str, int]:
+    """Closed-loop clients in rounds of 3 s until slates were both model-served and served by
+    popularity and a request was shed (a very busy machine may answer few per round); the
+    clients' totals."""
     bodies = [{"user_id": f"u{i}", "session_id": "metrics", "candidates": serving.items,
                "k": 10} for i in range(200)]
     port = int(serving.target.rsplit(":", 1)[1])
-    clients = loadgen.run({"host": "127.0.0.1", "port": port, "token": TOKEN,
+    seen = {"answered": 0, "fallback": 0, "shed": 0, "error_count": 0}
+    for _ in range(rounds):
+        out = loadgen.run({"host": "127.0.0.1", "port": port, "token": TOKEN,
                            "bodies": bodies, "concurrency": 8, "duration_s": 3.0,
                            "retry_wait_s": 0.0})
+        assert out["error_count"] == 0, out["errors"]
+        seen = {k: seen[k] + out[k] for k in seen}
+        if seen["shed"] and 0 < seen["fallback"] < seen["answered"]:
+            break
+    return seen
+
+
+def test_scraped_counters_equal_healthz_and_the_clients(
+        serving: Serving, prometheus: PrometheusServer) -> None:
+    clients = _load(serving)
     ended = time.time()  # every answer has arrived: serving counted each before sending it
-    assert clients["error_count"] == 0, clients["errors"]
-    assert clients["answered"] > 0 and clients["fallback"] > 0 and clients["shed"] > 0, clients
+    assert clients["shed"] > 0 and 0 < clients["fallback"] < clients["answered"], clients
 
     health = _final_health(serving.url, ended)
     assert settled(health, ended), health

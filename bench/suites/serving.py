@@ -150,6 +150,27 @@ def _serve(env: dict[str, str], home: Path, port: int, token: str,
             proc.wait(10)
 
 
+def settled(health: dict[str, Any], since: float) -> bool:
+    """Whether a /healthz body holds the final counts of load that ended at `since` (epoch
+    seconds): every live worker's counts were taken at or after it (a sibling of the worker
+    that answers reports the counts of its last published snapshot, up to half a second old,
+    models/serving/workers.py) and no ServingEvent is still undelivered. One worker: its
+    body has no "workers" and its counts are live."""
+    fresh = all(not w["alive"] or w["reported_at"] >= since for w in health.get("workers", []))
+    return fresh and not (health.get("events") or {}).get("pending")
+
+
+def final_health(url: str, since: float, timeout_s: float = 60.0) -> dict[str, Any]:
+    """/healthz once settled() (the last body after `timeout_s`, marked settled=False)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        health: dict[str, Any] = httpx.get(url, timeout=30).json()
+        done = settled(health, since)
+        if done or time.monotonic() > deadline:
+            return {**health, "settled": done}
+        time.sleep(0.25)
+
+
 def knee(levels: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The last level (in concurrency order) within the p99 target, no fallback, no 503."""
     best = None
@@ -200,15 +221,15 @@ def _measure_store(ctx: BenchContext, opts: Options, store: str) -> dict[str, An
             out["fallback_share"] = round(out["fallback"] / max(out["answered"], 1), 4)
             out["shed_share"] = round(out["shed"] / max(out["requests"], 1), 4)
             levels.append(out)
-        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()
-        deadline = time.monotonic() + 60
-        while (health.get("events") or {}).get("pending") and time.monotonic() < deadline:
-            time.sleep(1)
-            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()
+        # Every response of the sweep has arrived: serving counted each one before sending
+        # it, so counts taken from now on are final (other workers' may still be older).
+        ended = time.time()
+        health = final_health(f"http://127.0.0.1:{port}/healthz", ended)
     ctx.services.delete_topics([topic])
     return {"workers": workers, "raw": raw, "levels": levels, "knee": knee(levels),
             "health": {k: health.get(k) for k in ("status", "reasons", "counts",
-                                                  "fallback_reasons", "events", "workers")},
+                                                  "fallback_reasons", "events", "workers",
+                                                  "settled")},
             "setup_s": made["setup_s"]}
 
 

@@ -123,4 +123,4 @@ def worker_app() -> FastAPI:
     board = WorkerBoard(Path(os.environ[SHARED_DIR_ENV]) / "health",
                         loss_hold_s=cfg.event_loss_hold_s)
     board.start(service.health)
-    return create_app(service, health_view=lambda: board.merged(service.health()))
+    return create_app(service, health_view=lambda: board.merged(service.health))

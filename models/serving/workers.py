@@ -10,6 +10,11 @@ whose log is stuck could hide behind a healthy sibling. Rules of the merge:
   than `stale_s` → degraded ("not reporting"); a worker that exited with undelivered events
   → degraded for the loss hold time (those events may be lost);
 * otherwise any worker on fallback → fallback.
+
+Another worker's counts are those of its last report (every `interval_s`), so they may lag
+its latest requests by that much; each row of "workers" says when its counts were taken
+(`reported_at`, epoch seconds), so a reader that needs final counts (the serving bench) waits
+until every worker's counts postdate what it is reconciling.
 """
 
 from __future__ import annotations
@@ -50,16 +55,20 @@ class WorkerBoard:
         self.interval_s, self.stale_s, self.loss_hold_s = interval_s, stale_s, loss_hold_s
         self._stop = threading.Event()
 
-    def publish(self, snapshot: dict[str, Any]) -> None:
+    def publish(self, snapshot: dict[str, Any], at: float) -> None:
+        """Publish `snapshot`, whose counts were read at `at` (epoch seconds)."""
         tmp = self.folder / f".{self.pid}.json.tmp"
-        tmp.write_text(json.dumps({**snapshot, "pid": self.pid, "at": time.time()}))
+        tmp.write_text(json.dumps({**snapshot, "pid": self.pid, "at": at}))
         tmp.replace(self.folder / f"{self.pid}.json")
 
     def start(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         def loop() -> None:
             while True:
                 try:
-                    self.publish(snapshot())
+                    # Stamped before the counts are read: a request counted while the
+                    # snapshot is built must never look included in it.
+                    at = time.time()
+                    self.publish(snapshot(), at)
                 except Exception as exc:  # a full disk must not kill the worker; say it
                     log.error("could not publish this worker's health: %s", exc)
                 if self._stop.wait(self.interval_s):
@@ -77,10 +86,12 @@ class WorkerBoard:
                 out.append(json.loads(path.read_text()))
         return out
 
-    def merged(self, mine: dict[str, Any]) -> dict[str, Any]:
+    def merged(self, snapshot: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Every worker's view: this one's taken now, the others' as last published."""
+        at = time.time()
+        mine = {**snapshot(), "pid": self.pid, "at": at}
         others = [s for s in self.snapshots() if s.get("pid") != self.pid]
-        return merge([{**mine, "pid": self.pid, "at": time.time()}, *others], time.time(),
-                     self.stale_s, self.loss_hold_s, _alive)
+        return merge([mine, *others], time.time(), self.stale_s, self.loss_hold_s, _alive)
 
 
 def merge(snapshots: list[dict[str, Any]], now: float, stale_s: float, loss_hold_s: float,
@@ -98,7 +109,7 @@ def merge(snapshots: list[dict[str, Any]], now: float, stale_s: float, loss_hold
         pid, age = snap["pid"], now - snap["at"]
         live = alive(pid)
         workers.append({"pid": pid, "alive": live, "status": snap["status"],
-                        "reported_s_ago": round(age, 1)})
+                        "reported_s_ago": round(age, 1), "reported_at": snap["at"]})
         for key, n in snap["counts"].items():
             counts[key] = counts.get(key, 0) + n
         for key, n in snap["fallback_reasons"].items():

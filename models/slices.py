@@ -17,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.sinks.slice_log import MANIFEST, read_manifest
@@ -210,12 +209,8 @@ def reference(rng: SliceRange, partitions: list[Partition]) -> SliceRef:
 
 
 def _file_fingerprint(table: pa.Table) -> str:
-    """The job's content fingerprint of a file's rows (timestamps as epoch ms, as written)."""
-    as_ms = table.set_column(
-        table.schema.get_field_index(TIME_COLUMN), TIME_COLUMN,
-        pc.cast(table[TIME_COLUMN], pa.int64()),
-    )
-    return contract.fingerprint(DATASET, as_ms.to_pylist())
+    """The job's content fingerprint of a file's rows (see jobs/transforms/slices)."""
+    return contract.table_fingerprint(table.select(SCHEMA.names).cast(SCHEMA))
 
 
 def read_partitions(partitions: list[Partition], columns: list[str] | None = None,

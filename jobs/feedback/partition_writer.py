@@ -8,7 +8,6 @@ slices) and one lineage record for the Kafka sink.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any
@@ -55,7 +54,7 @@ class PartitionWriter(MapFunction):
         if table.num_rows != summary["rows"]:
             raise SinkError(f"slice log: chunk {chunk} of {dataset}/{partition} has "
                             f"{table.num_rows} rows, its summary says {summary['rows']}")
-        fp = "sha256:" + hashlib.sha256(data).hexdigest()
+        fp = slices.table_fingerprint(table)
         manifest = write_chunk(self.run.paths.slices, dataset, partition, table, fp, summary,
                                self.run.job_facet())
         output = lineage.dataset(

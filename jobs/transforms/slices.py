@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 LABELLED_DATASET = "labelled_impressions"
@@ -104,14 +105,18 @@ def dedupe(dataset: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def fingerprint(dataset: str, rows: list[dict[str, Any]]) -> str:
-    """sha256 over the rows' canonical JSON, in key order: same content → same fingerprint."""
-    digest = hashlib.sha256()
-    names = frozenset(SCHEMAS[dataset].names)
-    for row in rows:
-        clean = {k: v for k, v in row.items() if k in names}
-        digest.update(json.dumps(clean, sort_keys=True, separators=(",", ":")).encode())
-        digest.update(b"\n")
-    return "sha256:" + digest.hexdigest()
+    """The content fingerprint of `rows` (in key order; fields outside the schema ignored)."""
+    return table_fingerprint(to_table(dataset, rows))
+
+
+def table_fingerprint(table: pa.Table) -> str:
+    """sha256 over the table written as CSV by Arrow (C++): a canonical text of the rows that
+    does not depend on how the table was built, chunked or read back, so the job (from its
+    NDJSON chunks) and a reader (from the Parquet file) compute the same value, row by row
+    in neither."""
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(table, sink)
+    return "sha256:" + hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
 
 
 def to_table(dataset: str, rows: list[dict[str, Any]]) -> pa.Table:

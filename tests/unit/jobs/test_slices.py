@@ -1,3 +1,4 @@
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.sinks.slice_log import read_manifest, write_chunk, write_partition
@@ -95,3 +96,19 @@ def test_write_chunk_names_files_by_fingerprint_and_merges_the_summary(tmp_path)
     assert second["row_count"] == 3 and len(second["files"]) == 2
     assert second["event_time_max"] == 1767261700000
     assert second["sources"] == {"loopline.interactions": {"0": [9, 12], "1": [4, 4]}}
+
+
+def test_the_fingerprint_is_the_same_from_the_chunk_from_parquet_and_from_dict_rows(tmp_path):
+    """The job fingerprints the table it parsed from the JVM's NDJSON; a reader verifies the
+    Parquet file; bench and tests write dict rows: one definition, three ways in."""
+    table = slices.read_chunk(slices.UNMATCHED_DATASET, JVM_CHUNK)
+    pq.write_table(table, tmp_path / "f.parquet")
+    back = pq.read_table(tmp_path / "f.parquet")
+    rows = [{**r, "event_time": int(r["event_time"].timestamp() * 1000), "extra": 1}
+            for r in table.to_pylist()]
+    fp = slices.table_fingerprint(table)
+    assert fp == slices.table_fingerprint(back) == slices.fingerprint(
+        slices.UNMATCHED_DATASET, rows)
+    assert fp == slices.table_fingerprint(pa.concat_tables([table.slice(0, 1), table.slice(1)]))
+    assert fp != slices.table_fingerprint(
+        slices.read_chunk(slices.UNMATCHED_DATASET, JVM_CHUNK.replace(b"1200", b"1201")))

@@ -93,9 +93,12 @@ class KafkaSink:
 
     def __init__(self, kafka: KafkaConfig, queue_size: int = 100_000,
                  topic: str = topics.SERVING, retry_s: float = 5.0,
-                 codec: Codec | None = None) -> None:
+                 codec: Codec | None = None, schema: str = SERVING_EVENT) -> None:
+        """`schema`: the contract of the records (a FeatureLog sink uses the same machinery:
+        keyed by request_id, stamped with event_time)."""
         self.kafka = kafka
         self.topic = topic
+        self.schema = schema
         self.retry_s = retry_s
         self.codec = codec or default_codec()
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -161,7 +164,7 @@ class KafkaSink:
 
     def _send(self, producer: kafka.KafkaProducer, seq: int, event: dict[str, Any]) -> None:
         try:
-            value = self.codec.encode(SERVING_EVENT, event)
+            value = self.codec.encode(self.schema, event)
             future = producer.send(self.topic, value=value, key=event["request_id"].encode(),
                                    timestamp_ms=event["event_time"])
         except Exception as exc:  # EncodeError (contract), KafkaTimeoutError (metadata), ...

@@ -169,3 +169,14 @@ def read_topic(kafka: KafkaConfig, topic: str, start_ms: int, end_ms: int,
 def finite(value: float) -> float | None:
     """JSON-safe float (NaN → None)."""
     return None if value is None or math.isnan(value) else float(value)
+
+
+def join(impressions: pd.DataFrame, logged: LoggedFeatures) -> tuple[pd.DataFrame, int]:
+    """Impressions with the feature columns serving scored them with, keyed exactly by
+    (request_id, item_id); impressions without a logged row are left out. Returns the frame
+    (impression columns + features.COLUMNS, impression order) and how many were left out."""
+    columns = [c for c in impressions.columns if c not in features.COLUMNS]
+    logged_columns = logged.frame[[*KEY, *features.COLUMNS]]
+    joined = impressions[columns].merge(logged_columns, on=KEY, how="inner",
+                                        validate="one_to_one")
+    return joined, len(impressions) - len(joined)

@@ -36,7 +36,6 @@ from loopline.paths import PathsConfig
 from models import features, slices
 from models.feature_logs import ITEM_TIME, KEY, SERVED_MS, USER_TIME, LoggedFeatures
 from models.serving.feature_log import sampled
-from schemas import topics
 
 _VIEW_OF = {c: view for view, cols in features.VIEW_COLUMNS.items() for c in cols}
 _TIME_OF = {names.USER_ACTIVITY: USER_TIME, names.ITEM_PERFORMANCE: ITEM_TIME}
@@ -57,7 +56,6 @@ class ConsistencyConfig:
     # p99 of serving time − feature time, per view (0 = no threshold). A quiet entity's row
     # legitimately ages until its window moves on, so the default is the longest window.
     max_staleness_p99_ms: int = names.WINDOWS["24h"]
-    feature_log_topic: str = topics.FEATURE_LOGS
     # The rate serving sampled at; None = [serving] feature_log_sample_rate.
     sample_rate: float | None = None
 

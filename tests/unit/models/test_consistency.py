@@ -229,3 +229,75 @@ def test_the_record_holds_slate_items_in_order_with_their_row_times(clean: Run) 
 def test_parse_of_nothing_is_an_empty_frame() -> None:
     out = feature_logs.parse([])
     assert isinstance(out, LoggedFeatures) and out.frame.empty and out.records == 0
+
+
+def logs_for_slice(shop: Shop) -> list[bytes]:
+    """FeatureLog records for every request of the shop's slice, holding exactly the
+    point-in-time values (as if serving had read a perfectly fresh, consistent store)."""
+    frame, _ = slices.load(shop.paths, slices.SliceRange.parse(SLICE))
+    values = features.historical(shop.store, frame)
+    user_cols = list(features.VIEW_COLUMNS[names.USER_ACTIVITY])
+    item_cols = list(features.VIEW_COLUMNS[names.ITEM_PERFORMANCE])
+    frame = pd.concat([frame, values], axis=1).sort_values(["request_id", "position"])
+    out = []
+    for request_id, rows in frame.groupby("request_id", sort=False):
+        first = rows.iloc[0]
+        served = int(first["served_at"].value // 1_000_000)
+        out.append(CODEC.encode(FEATURE_LOG, {
+            "request_id": request_id, "event_time": served, "user_id": first["user_id"],
+            "model_version": "v0", "feature_service": features.FEATURE_SERVICE,
+            "feature_service_version": features.SERVICE_VERSION, "sample_rate": 1.0,
+            "user": {"entity_id": first["user_id"], "feature_time": served - 1,
+                     "values": first[user_cols].astype(float).tolist()},
+            "items": [{"entity_id": r["item_id"], "feature_time": served - 1,
+                       "values": r[item_cols].astype(float).tolist()}
+                      for _, r in rows.iterrows()]}))
+    return out
+
+
+def test_training_on_logged_features_records_it_in_lineage(shop: Shop) -> None:
+    """Logged vectors equal to the point-in-time values train the same model; lineage says
+    which source was used, and impressions without a log are left out and counted."""
+    from models import lineage
+
+    rng = slices.SliceRange.parse(SLICE)
+    records = logs_for_slice(shop)
+    cfg = TrainingConfig(num_boost_round=20)
+    pit = train(shop.paths, rng, shop.store, cfg)
+    logged = train(shop.paths, rng, shop.store, cfg, logged=feature_logs.parse(records))
+    assert pit.lineage["features"] == {"source": "point-in-time"}
+    used = logged.lineage["features"]
+    assert used["source"] == "logged" and used["rows_without_log"] == 0
+    assert used["rows"] == pit.lineage["slice"]["row_count"]
+    registry = Registry.from_paths(shop.paths)
+    frame, _ = slices.load(shop.paths, rng)
+    joined, _ = feature_logs.join(frame, feature_logs.parse(records))
+    assert np.array_equal(registry.ranker(pit.version).score_frame(joined),
+                          registry.ranker(logged.version).score_frame(joined))
+    assert "logged vectors" in lineage.describe(registry.lineage(logged.version))
+
+    fewer = train(shop.paths, rng, shop.store, cfg, logged=feature_logs.parse(records[:-10]))
+    assert fewer.lineage["features"]["rows_without_log"] > 0
+
+
+def test_a_breach_makes_retrain_check_say_so_with_the_feature(shop: Shop, tmp_path: Any,
+                                                               clean: Run) -> None:
+    from loopline.paths import PathsConfig
+    from models import consistency_report, triggers
+
+    paths = PathsConfig(home=tmp_path)
+    report = check(shop, clean) | {"slice": "2026-01-01T13:00:00Z..2026-01-01T14:00:00Z"}
+    consistency_report.write(report, paths)
+    decision = triggers.check(paths, triggers.TriggerConfig(), record=False)
+    assert not [r for r in decision.reasons if "skew" in r]
+    assert decision.measurements["consistency"]["ok"] is True
+
+    skewed = dict(report, ok=False, breaches=["feature item_ctr_1h: mismatch 33.00% > 1.00%"])
+    skewed["slice"] = "2026-01-01T14:00:00Z..2026-01-01T15:00:00Z"
+    json_path, html_path = consistency_report.write(skewed, paths)
+    decision = triggers.check(paths, triggers.TriggerConfig(), record=False)
+    assert any("train/serve skew" in r and "item_ctr_1h" in r for r in decision.reasons)
+    assert "item_ctr_1h" in decision.text()
+    html = html_path.read_text()
+    assert html.count("<svg") == 3 and "item_ctr_1h" in html
+    assert "NaN" not in json_path.read_text()

@@ -71,7 +71,8 @@ def labelled(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_feature_logs_round_trip_through_kafka_into_the_check_and_training(
-        kafka: KafkaConfig, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+        kafka: KafkaConfig, tmp_path: Any, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     topic = f"it.{uuid.uuid4().hex[:8]}.features.logged"
     create_topics(kafka, [TopicSpec(topic, 2)])
     with loopline_home(tmp_path / "home") as paths:
@@ -119,6 +120,7 @@ def test_feature_logs_round_trip_through_kafka_into_the_check_and_training(
         decision = json.loads(capsys.readouterr().out)
         assert any("missing feature logs" in r for r in decision["reasons"])
 
+        monkeypatch.setenv("LOOPLINE_SERVING_FEATURE_LOG_TOPIC", topic)  # train reads [serving]
         assert loopline(["train", "--slice", CHECKED, "--features", "logged", "--json"]) == 0
         trained = json.loads(capsys.readouterr().out)
         used = trained["lineage"]["features"]

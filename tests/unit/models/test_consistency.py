@@ -301,3 +301,21 @@ def test_a_breach_makes_retrain_check_say_so_with_the_feature(shop: Shop, tmp_pa
     html = html_path.read_text()
     assert html.count("<svg") == 3 and "item_ctr_1h" in html
     assert "NaN" not in json_path.read_text()
+
+
+def test_feasts_lookup_path_returns_the_same_row_times(shop: Shop) -> None:
+    """The demo's SharedLookup goes through Feast's get_online_features: its row times
+    (the response's event_timestamps) equal the raw reader's."""
+    from models.serving.online import OnlineFeatures
+
+    items = [*shop.world.items[:10], "never-seen-item"]
+    raw = OnlineFeatures(shop.store, cache=False)
+    try:
+        a = raw.rows("u1", items)
+    finally:
+        raw.close()
+    b = features.online_rows(shop.store, "u1", items)
+    np.testing.assert_array_equal(a.matrix, b.matrix)
+    assert a.user_time_ms == b.user_time_ms == LAST_WRITE_MS
+    np.testing.assert_array_equal(a.item_time_ms, b.item_time_ms)
+    assert np.isnan(b.item_time_ms[-1]) and (b.item_time_ms[:-1] == LAST_WRITE_MS).all()

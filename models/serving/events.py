@@ -39,7 +39,8 @@ _STOP = object()
 _WAKE_S = 0.2  # the sender thread's longest sleep: stats stay fresh, close() is prompt
 
 
-def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING) -> None:
+def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING,
+                what: str = "ServingEvent") -> None:
     """Raise EventLogError unless `topic` exists, has a leader for every partition and this
     client may write to it. Called before serving starts: a log that never reaches Kafka
     breaks the whole loop (no labels, no training data, no attribution)."""
@@ -49,17 +50,17 @@ def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING) -> None:
         admin = KafkaAdminClient(**kafka.client_kwargs())
     except KafkaError as exc:
         raise EventLogError(f"cannot reach Kafka at {kafka.bootstrap_servers} to check the "
-                            f"ServingEvent topic {topic!r}: {type(exc).__name__}: {exc}") from exc
+                            f"{what} topic {topic!r}: {type(exc).__name__}: {exc}") from exc
     try:
         [described] = admin.describe_topics([topic])
     except KafkaError as exc:
-        raise EventLogError(f"cannot describe the ServingEvent topic {topic!r} at "
+        raise EventLogError(f"cannot describe the {what} topic {topic!r} at "
                             f"{kafka.bootstrap_servers}: {type(exc).__name__}: {exc}") from exc
     finally:
         admin.close()
     problem = topic_problem(described)
     if problem:
-        raise EventLogError(f"ServingEvent topic {topic!r} at {kafka.bootstrap_servers}: "
+        raise EventLogError(f"{what} topic {topic!r} at {kafka.bootstrap_servers}: "
                             f"{problem}; create it (`loopline infra up kafka` creates the "
                             "defaults) or point serving at the right cluster")
 

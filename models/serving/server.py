@@ -1,7 +1,8 @@
 """`loopline serve`: wire config → Feast store, registry, Kafka sink → app → uvicorn.
 
-Start-up refuses to serve when the ServingEvent topic is missing or not writable (a clear
-error, exit 1): slates whose impressions never reach Kafka break the loop silently.
+Start-up refuses to serve when the ServingEvent topic (or, with feature logging on, the
+FeatureLog topic) is missing or not writable (a clear error, exit 1): slates whose
+impressions never reach Kafka break the loop silently.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def check_event_log(cfg: ServingConfig, kafka: KafkaConfig | None) -> None:
     if kafka is not None and cfg.check_topics:
         check_topic(kafka, cfg.event_topic)
         if cfg.feature_log_sample_rate > 0:
-            check_topic(kafka, cfg.feature_log_topic)
+            check_topic(kafka, cfg.feature_log_topic, "FeatureLog")
 
 
 def build_service(cfg: ServingConfig, paths: PathsConfig, feast: FeastConfig,

@@ -244,6 +244,15 @@ def evaluate(impressions: pd.DataFrame, logged: LoggedFeatures, store: FeatureSt
         offline, past = pd.DataFrame(columns=list(features.COLUMNS)), None
     report = compare(matched, offline, logged, cfg, past)
     report["sample_rate"] = sample_rate
+    # Which requests should have a log follows from the rate serving sampled at; logs written
+    # at another rate make the missing count wrong, so say so rather than guess.
+    seen = sorted({float(r) for r in logged.frame["sample_rate"]}) if len(logged.frame) else []
+    report["sample_rates_logged"] = seen
+    if any(abs(r - sample_rate) > 1e-12 for r in seen):
+        report["breaches"].append(
+            f"feature logs were sampled at {seen}, the check assumed {sample_rate}: the "
+            "missing count is unreliable (set [consistency] sample_rate)")
+        report["ok"] = False
     report["impressions"] = len(impressions)
     report["requests"] = int(impressions["request_id"].nunique())
     return report

@@ -205,6 +205,9 @@ def test_sampling_is_by_request_id_and_only_sampled_requests_are_expected(
     report = check(shop, run, rate=0.5)
     assert report["missing_logs"]["expected_requests"] == len(wanted)
     assert report["missing_logs"]["missing_requests"] == 0
+    assert report["ok"] and report["sample_rates_logged"] == [0.5]
+    wrong = check(shop, run, rate=1.0)  # the checker assumes another rate: said, not guessed
+    assert any("sampled at [0.5]" in b for b in wrong["breaches"])
 
 
 def test_training_rows_from_logged_features_reproduce_the_served_scores(

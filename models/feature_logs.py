@@ -9,7 +9,6 @@ timestamp (= serving time) falls in an event-time range, with the offsets it rea
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -164,11 +163,6 @@ def read_topic(kafka: KafkaConfig, topic: str, start_ms: int, end_ms: int,
     out = parse(values, codec)
     out.sources = {topic: sources} if sources else {}
     return out
-
-
-def finite(value: float) -> float | None:
-    """JSON-safe float (NaN → None)."""
-    return None if value is None or math.isnan(value) else float(value)
 
 
 def join(impressions: pd.DataFrame, logged: LoggedFeatures) -> tuple[pd.DataFrame, int]:

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ VIEW_COLUMNS: dict[str, tuple[str, ...]] = {
     view: tuple(ref.split(":", 1)[1] for ref in FEATURE_REFS if ref.startswith(f"{view}:"))
     for view in names.KEY_BY_VIEW
 }
+_VIEW_OF = {column: view for view, columns in VIEW_COLUMNS.items() for column in columns}
 # Names the exact ordered feature list: a logged vector of another version is not decoded as
 # this one (the values would silently land in the wrong columns).
 SERVICE_VERSION = "sha256:" + hashlib.sha256("\n".join(FEATURE_REFS).encode()).hexdigest()[:16]
@@ -102,13 +104,10 @@ def online(store: FeatureStore, user_id: str, items: list[str]) -> np.ndarray:
     return online_rows(store, user_id, items).matrix
 
 
-def _event_ms(vector: object, present: np.ndarray) -> np.ndarray:
-    stamps = vector.event_timestamps  # type: ignore[attr-defined]
-    out = np.full(len(present), np.nan)
-    if len(stamps) == len(present):
-        out[present] = [stamps[i].seconds * 1000 + stamps[i].nanos // 1_000_000
-                        for i in np.flatnonzero(present)]
-    return out
+def _event_ms(vector: Any, rows: np.ndarray) -> list[float]:
+    """Epoch ms of the response's event timestamp at each index in `rows`."""
+    stamps = vector.event_timestamps
+    return [float(stamps[i].seconds * 1000 + stamps[i].nanos // 1_000_000) for i in rows]
 
 
 def online_rows(store: FeatureStore, user_id: str, items: list[str]) -> OnlineRows:
@@ -121,20 +120,18 @@ def online_rows(store: FeatureStore, user_id: str, items: list[str]) -> OnlineRo
     rows = [{names.USER_KEY: user_id, names.ITEM_KEY: item} for item in items]
     response = store.get_online_features(features=list(FEATURE_REFS), entity_rows=rows).proto
     matrix = np.full((len(items), len(COLUMNS)), np.nan)
-    # A view's row carries one event time for all its features; the first present feature
-    # of each view gives it.
-    times: dict[str, np.ndarray] = {}
-    view_of = {column: view for view, columns in VIEW_COLUMNS.items() for column in columns}
+    # A view's row carries one event time for all its features: each entity row's time comes
+    # from the first of the view's features present for it (NaN = no row).
+    times = {view: np.full(len(items), np.nan) for view in VIEW_COLUMNS}
     for name, vector in zip(response.metadata.feature_names.val, response.results, strict=True):
         j = _COLUMN_INDEX.get(name)
         if j is None:
             continue  # an entity key echoed back
         present = np.fromiter(vector.statuses, dtype=np.int64, count=len(items)) == _PRESENT
-        view = view_of[name]
-        if view not in times or (np.isnan(times[view]) & present).any():
-            found = _event_ms(vector, present)
-            times[view] = found if view not in times else np.where(
-                np.isnan(times[view]), found, times[view])
+        known = times[_VIEW_OF[name]]
+        gap = np.flatnonzero(np.isnan(known) & present)
+        if len(gap) and len(vector.event_timestamps) == len(items):
+            known[gap] = _event_ms(vector, gap)
         if not present.any():
             continue
         kind = vector.values[int(np.argmax(present))].WhichOneof("val")  # one type per feature
@@ -142,7 +139,6 @@ def online_rows(store: FeatureStore, user_id: str, items: list[str]) -> OnlineRo
             continue
         column = np.fromiter(map(attrgetter(kind), vector.values), dtype=float, count=len(items))
         matrix[present, j] = column[present]
-    nothing = np.full(len(items), np.nan)
-    user_times = times.get(names.USER_ACTIVITY, nothing)
+    user_times = times[names.USER_ACTIVITY]
     return OnlineRows(matrix, float(user_times[0]) if len(items) else float("nan"),
-                      times.get(names.ITEM_PERFORMANCE, nothing))
+                      times[names.ITEM_PERFORMANCE])

@@ -16,6 +16,7 @@ import pandas as pd
 
 from attribution import plots
 from loopline.privacy import pseudonymiser
+from models import consistency_report
 
 STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2, "skipped": 3}
 CSS = "".join(
@@ -369,6 +370,21 @@ def _lineage(report: dict[str, Any]) -> str:
     return table + (f"<figure>{timeline}</figure>" if timeline else "") + pairs
 
 
+def _consistency(report: dict[str, Any]) -> list[str]:
+    """The online/offline feature consistency of the attributed period, if it was checked
+    (`loopline consistency`): each slice's section, linked to its own page."""
+    found = report.get("consistency") or []
+    if not found:
+        return []
+    parts = ["<h2>Training/serving feature consistency</h2>"]
+    for doc in found:
+        parts.append(consistency_report.section(doc, "h3"))
+        if doc.get("html"):
+            parts.append(f'<p class=note>full page: <a href="file://{escape(doc["html"])}">'
+                         f"{escape(doc['html'])}</a></p>")
+    return parts
+
+
 def _refuters(report: dict[str, Any]) -> str:
     rows = []
     for v in report["versions"]:
@@ -456,6 +472,7 @@ def render_html(report: dict[str, Any]) -> str:
         _mechanisms(report),
         "<h2>Feedback slices: which data earned this revenue</h2>",
         _lineage(report),
+        *_consistency(report),
         "<h2>Refuters</h2>",
         _refuters(report),
         "<h2>Method</h2>",

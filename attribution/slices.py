@@ -113,6 +113,11 @@ def lineage_for(models: Path, versions: list[str]) -> dict[str, LineageStatus]:
     return out
 
 
+def _feature_source(lineage: dict[str, Any]) -> str:
+    """Where a version's training features came from (lineage before the key: point in time)."""
+    return str((lineage.get("features") or {}).get("source", "point-in-time"))
+
+
 def slice_only_pairs(statuses: dict[str, LineageStatus]) -> list[tuple[str, str]]:
     """(older slice, newer slice) pairs of versions whose only difference is the slice."""
     pairs = []
@@ -121,6 +126,8 @@ def slice_only_pairs(statuses: dict[str, LineageStatus]) -> list[tuple[str, str]
         la, lb = a.lineage or {}, b.lineage or {}
         if any(la.get(k) != lb.get(k) for k in SHARED_CONFIG):
             continue
+        if _feature_source(la) != _feature_source(lb):
+            continue  # logged vs point-in-time features: more than the slice differs
         sa, sb = la["slice"], lb["slice"]
         if (sa.get("fingerprint"), sa.get("start"), sa.get("end")) == (
             sb.get("fingerprint"),

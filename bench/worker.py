@@ -188,6 +188,12 @@ def run_serving(spec: dict[str, Any]) -> dict[str, Any]:
     return serving_child.run_from_spec(spec)
 
 
+def run_feature_log(spec: dict[str, Any]) -> dict[str, Any]:
+    from bench import feature_log_child
+
+    return feature_log_child.run_from_spec(spec)
+
+
 def run_writer(spec: dict[str, Any]) -> dict[str, Any]:
     from bench import writer_child
 
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     kind, spec_path, out_path = args
     spec = json.loads(Path(spec_path).read_text())
     runner = {"flink": run_flink, "naive": run_naive, "naive_equal": run_naive_equal,
-              "serving": run_serving,
+              "serving": run_serving, "feature_log": run_feature_log,
               "writer": run_writer, "naive_writer": run_naive_writer}[kind]
     out = runner(spec)
     Path(out_path).write_text(json.dumps(out, default=str))

@@ -133,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
         for p in plan(document, args.plan, args.uplift, cfg.alpha, cfg.power):
             print(f"  {p.text(cfg.outcome.label, cfg.power)}")
         return 0
+    from attribution.consistency import reports_for
+
+    document["consistency"] = reports_for(paths, args.since, args.until)
     json_path, html_path = report.write(document, args.out)
     gate = "trustworthy" if document["trustworthy"] else "NOT TRUSTWORTHY (see failed checks)"
     users, control = document["data"]["users"], document["control_version"]

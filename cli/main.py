@@ -21,7 +21,8 @@ from loopline import __version__
 from loopline.errors import LooplineError
 
 # Command groups, in the order `loopline --help` lists them. Only modules that exist.
-COMMAND_MODULES: list[str] = ["infra", "job", "models", "attribute", "demo", "bench"]
+COMMAND_MODULES: list[str] = ["infra", "job", "models", "consistency", "attribute", "demo",
+                               "bench"]
 
 EXIT_ERROR = 2
 

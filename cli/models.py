@@ -45,8 +45,16 @@ def _train(args: argparse.Namespace) -> int:
                         emit_lineage=True if args.emit_lineage else None)
     rng = SliceRange.parse(args.slice)
     paths = _paths()
+    logged = None
+    if getattr(args, "features", None) == "logged":
+        from models.feature_logs import read_topic
+        from models.serving.config import load_serving
+
+        logged = read_topic(load_kafka(), load_serving().feature_log_topic, rng.start_ms,
+                            rng.end_ms)
     result = train(paths, rng, _store(paths), cfg, parent=args.parent,
-                   kafka=load_kafka() if cfg.emit_lineage else None, progress=_progress())
+                   kafka=load_kafka() if cfg.emit_lineage else None, progress=_progress(),
+                   logged=logged)
     if args.json:
         _print_json({"version": result.version, "run_id": result.run_id,
                      "metrics": result.metrics, "lineage": result.lineage})
@@ -56,7 +64,8 @@ def _train(args: argparse.Namespace) -> int:
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     print(f"registered {result.version}  (parent {result.lineage['parent_version'] or '-'}, "
           f"{cfg.objective}, {result.lineage['slice']['row_count']} rows from "
-          f"{len(result.lineage['slice']['partitions'])} partitions)")
+          f"{len(result.lineage['slice']['partitions'])} partitions, features: "
+          f"{result.lineage['features']['source']})")
     print(f"  holdout AUC {fmt(m['auc'])} (logged {fmt(m['logged_auc'])})   "
           f"{k.upper()} {fmt(m[k])} (logged {fmt(m['logged_' + k])})")
     print(f"  lineage: loopline lineage show {result.version}   (mirror {result.lineage_mirror})")
@@ -244,7 +253,7 @@ def _retrain_check(args: argparse.Namespace) -> int:
     if args.train and decision.retrain and decision.proposed_slice:
         train_args = argparse.Namespace(slice=decision.proposed_slice, parent=None,
                                         objective=None, emit_lineage=args.emit_lineage,
-                                        json=args.json)
+                                        json=args.json, features="point-in-time")
         return _train(train_args)
     return 0
 
@@ -279,6 +288,10 @@ def register(subparsers: Any) -> None:
                    help="binary on clicks (default) or lambdarank on graded outcomes")
     p.add_argument("--emit-lineage", action="store_true",
                    help="also send the LineageRecord to Kafka (config [kafka])")
+    p.add_argument("--features", choices=("point-in-time", "logged"), default="point-in-time",
+                   help="feature values: Feast's offline history as of each impression "
+                   "(default), or the vectors serving logged for it ([serving] "
+                   "feature_log_topic; impressions without a log are left out)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_train)
 

@@ -95,6 +95,7 @@ class Outcome:
     serving: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     report_html: Path | None = None
+    consistency: dict[str, Any] | None = None
 
 
 class _TopicProducer:
@@ -155,7 +156,9 @@ class Loop:
     def start(self, input_partitions: int) -> None:
         from models.serving.config import load_serving
         from models.serving.events import KafkaSink
+        from models.serving.feature_log import FeatureLogger
         from models.serving.service import SlateService
+        from schemas.codec import FEATURE_LOG
         from schemas.producer import EventProducer
 
         stack.create_demo_topics(self.kafka, self.job, input_partitions)
@@ -170,9 +173,17 @@ class Loop:
         self.lookup = SharedLookup(self.store)
         serving_cfg = load_serving(temperature=self.cfg.serving_temperature,
                                    score_timeout_ms=self.cfg.score_timeout_ms,
-                                   seed=self.cfg.seed, rollout_refresh_s=0.0)
-        self.service = SlateService(serving_cfg, self.registry, self.lookup,  # type: ignore[arg-type]
-                                    self.served)
+                                   seed=self.cfg.seed, rollout_refresh_s=0.0,
+                                   feature_log_topic=stack.feature_log_topic(self.job))
+        # the served feature vectors, for the consistency check of the experiment days
+        self.feature_sink = (KafkaSink(self.kafka, topic=serving_cfg.feature_log_topic,
+                                       schema=FEATURE_LOG)
+                             if serving_cfg.feature_log_sample_rate > 0 else None)
+        self.feature_rate = serving_cfg.feature_log_sample_rate
+        self.service = SlateService(
+            serving_cfg, self.registry, self.lookup, self.served,  # type: ignore[arg-type]
+            feature_log=(FeatureLogger(self.feature_sink, self.feature_rate)
+                         if self.feature_sink is not None else None))
         self._closers.append(self.service.close)
         self.service.warm()
         self.live = LiveRecommender(self.service, self.lookup, self.run_tag)
@@ -391,6 +402,8 @@ def _timeline(loop: Loop, outcome: Outcome) -> None:
     outcome.serving = {**loop.service.health()["counts"],
                        "fallback_reasons": dict(loop.service.fallback_reasons),
                        "lookups": loop.lookup.lookups, "lookups_shared": loop.lookup.reused}
+    with timed(outcome, "consistency"):
+        _consistency(loop, outcome)
     with timed(outcome, "ground truth"):
         outcome.truth = loop.truth.write(loop.folder.ground_truth, control=CONTROL,
                                          days=cfg.experiment_days,
@@ -419,11 +432,34 @@ def _drain(loop: Loop, outcome: Outcome) -> None:
         bar.close()
 
 
+def _consistency(loop: Loop, outcome: Outcome) -> None:
+    """Logged online features vs point-in-time history over the experiment days."""
+    from models import consistency, consistency_report, feature_logs
+    from models.slices import SliceRange
+
+    if loop.feature_sink is None:
+        return
+    deadline = time.monotonic() + 120
+    while loop.feature_sink.stats()["pending"] and time.monotonic() < deadline:
+        time.sleep(0.05)  # every logged vector acknowledged before it is read back
+    cfg, world = loop.cfg, loop.world
+    rng = SliceRange(_dt(world.day_start(cfg.experiment_days[0])), _dt(world.day_start(cfg.days)))
+    logged = feature_logs.read_topic(loop.kafka, stack.feature_log_topic(loop.job),
+                                     rng.start_ms, rng.end_ms)
+    report = consistency.run(loop.paths, rng, loop.store, logged,
+                             consistency.load_consistency(), loop.feature_rate)
+    _, html = consistency_report.write(report, loop.paths)
+    outcome.consistency = {"line": consistency.summary_line(report), "html": str(html),
+                           "ok": report["ok"], "breaches": report["breaches"]}
+    say(outcome.consistency["line"])
+
+
 def _attribute(loop: Loop, outcome: Outcome) -> None:
     import pandas as pd
 
     from attribution import pipeline, report
     from attribution.config import load_config
+    from attribution.consistency import reports_for
     from attribution.data import load_analysis_table
 
     cfg, world = loop.cfg, loop.world
@@ -436,6 +472,7 @@ def _attribute(loop: Loop, outcome: Outcome) -> None:
     say(f"attribution: users first exposed {since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC")
     table = load_analysis_table(loop.paths.slices, since, until, acfg, loop.folder.users)
     document = pipeline.run(table, loop.paths.models, acfg, progress=loop.show)
+    document["consistency"] = reports_for(loop.paths, since, until)
     _, html = report.write(document, loop.folder.report)
     outcome.report = document
     outcome.report_html = html

@@ -81,8 +81,14 @@ def job_config(run_tag: str) -> JobConfig:
     )
 
 
+def feature_log_topic(job: JobConfig) -> str:
+    """This run's FeatureLog topic (serving's logged feature vectors; not a job input)."""
+    return job.serving_topic.rsplit(".", 1)[0] + ".features.logged"
+
+
 def demo_topics(job: JobConfig) -> list[str]:
-    return [job.serving_topic, job.interactions_topic, *job.output_topics]
+    return [job.serving_topic, job.interactions_topic, *job.output_topics,
+            feature_log_topic(job)]
 
 
 def create_demo_topics(kafka: KafkaConfig, job: JobConfig, input_partitions: int) -> None:

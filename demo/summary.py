@@ -59,6 +59,7 @@ def build(outcome: Outcome) -> dict[str, Any]:
         "diversity_live": diversity(outcome),
         "diversity_shadow": outcome.truth.get("diversity", {}),
         "reconciliation": outcome.reconciliation,
+        "consistency": outcome.consistency,
         "published_events": outcome.published,
         "serving": outcome.serving,
         "timings_seconds": outcome.timings,
@@ -132,6 +133,10 @@ def render(summary: dict[str, Any]) -> str:
                   f"{r['unmatched']:,} + late {r['late']:,} + dead-lettered "
                   f"{r['dead_lettered']:,}: {'balanced' if r['balanced'] else 'NOT BALANCED'}"
                   f" (simulator published {s['published_events']:,})"]
+    consistency = s.get("consistency")
+    if consistency:  # logged serving features vs point-in-time history, experiment days
+        lines.append(consistency["line"])
+        lines += [f"  breach: {b}" for b in consistency["breaches"]]
     gate = "trustworthy" if s["report_trustworthy"] else "NOT trustworthy (see its failed checks)"
     p = s["paths"]
     lines += [

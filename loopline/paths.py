@@ -32,6 +32,11 @@ class PathsConfig:
         return self.home / "feast"
 
     @property
+    def consistency(self) -> Path:
+        """Online/offline consistency reports, one folder per checked slice."""
+        return self.home / "consistency"
+
+    @property
     def checkpoints(self) -> Path:
         return self.home / "checkpoints"
 

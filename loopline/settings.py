@@ -34,8 +34,8 @@ NON_SETTING_ENV = frozenset({CONFIG_ENV, "LOOPLINE_SERVICE_LOG"})
 # Every [section] a Loopline config loads (the second argument of each `load` call). A new
 # config adds its section here; until then its variables only draw a warning, never an error.
 SECTIONS = frozenset({
-    "attribution", "demo", "feast", "job", "kafka", "metrics", "paths", "privacy", "retrain",
-    "serving", "services", "simulator", "training", "writer",
+    "attribution", "consistency", "demo", "feast", "job", "kafka", "metrics", "paths",
+    "privacy", "retrain", "serving", "services", "simulator", "training", "writer",
 })  # fmt: skip
 
 _loaded_sections: set[str] = set()

@@ -3,6 +3,7 @@
 lineage.json names the exact slice a version was trained on (its shape is a contract):
 
     {"model_version", "parent_version", "trained_at", "code_version", "feature_service",
+     "features": {"source": "point-in-time" | "logged", ...},
      "slice": {"start", "end", "row_count", "fingerprint", "partitions",
                "sources": {topic: {partition: [min_offset, max_offset]}}, "job_run_ids"}}
 
@@ -29,6 +30,7 @@ from schemas import topics
 from schemas.codec import LINEAGE_RECORD, default_codec
 
 JOB_NAME = "loopline-train"
+POINT_IN_TIME, LOGGED = "point-in-time", "logged"  # where a version's feature values came from
 _CODE_DIRS = ("models", "feature_repo", "schemas", "loopline")
 
 
@@ -38,14 +40,17 @@ def code_version() -> str:
 
 
 def document(version: str, parent: str | None, trained_at: str, code: str,
-             feature_service: str, slice_ref: SliceRef) -> dict[str, Any]:
-    """The lineage.json of a version."""
+             feature_service: str, slice_ref: SliceRef,
+             features_used: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The lineage.json of a version. `features_used`: where the feature values came from
+    (Feast's offline point-in-time history, or serving's logged vectors with their offsets)."""
     return {
         "model_version": version,
         "parent_version": parent,
         "trained_at": trained_at,
         "code_version": code,
         "feature_service": feature_service,
+        "features": features_used or {"source": POINT_IN_TIME},
         "slice": slice_ref.lineage(),
     }
 
@@ -96,6 +101,16 @@ def send(record: dict[str, Any], kafka: KafkaConfig, topic: str = topics.LINEAGE
         ) from exc
 
 
+def _features_text(used: dict[str, Any] | None) -> str:
+    if not used or used.get("source") == POINT_IN_TIME:
+        return "Feast offline history, point in time (served_at - 1 ms)"
+    offsets = "; ".join(f"{topic}[{p}] {lo}..{hi}" for topic, parts in
+                        (used.get("sources") or {}).items() for p, (lo, hi) in parts.items())
+    return (f"serving's logged vectors ({used.get('rows', 0)} rows; "
+            f"{used.get('rows_without_log', 0)} impressions without a log left out; "
+            f"offsets {offsets or '-'})")
+
+
 def describe(doc: dict[str, Any]) -> str:
     """Human-readable trace: version → slice → job runs → source offsets."""
     s = doc["slice"]
@@ -104,6 +119,7 @@ def describe(doc: dict[str, Any]) -> str:
         f"  trained_at       {doc['trained_at']}",
         f"  code_version     {doc['code_version']}",
         f"  feature_service  {doc['feature_service']}",
+        f"  features from    {_features_text(doc.get('features'))}",
         f"  slice            {s['start']} .. {s['end']}",
         f"    rows           {s['row_count']}",
         f"    fingerprint    {s['fingerprint']}",

@@ -30,8 +30,9 @@ from tqdm import tqdm
 from loopline import settings
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
-from models import features, lineage, metrics, slices
+from models import feature_logs, features, lineage, metrics, slices
 from models.errors import LineageEmitError, TrainingError
+from models.feature_logs import LoggedFeatures
 from models.ranker import OBJECTIVES, POSITION, ModelSpec, Ranker
 from models.registry import LINEAGE_FILE, METRICS_FILE, POPULARITY_FILE, Registry, write_json
 from models.rollout import Rollout
@@ -179,10 +180,32 @@ def popularity(frame: pd.DataFrame) -> dict[str, float]:
     return {str(item): float(np.log1p(c)) for item, c in clicks.items()}
 
 
+def _with_features(paths: PathsConfig, store: FeatureStore, frame: pd.DataFrame,
+                   logged: LoggedFeatures | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The slice with its feature columns: Feast's point-in-time history, or (`logged`)
+    exactly the vectors serving scored each impression with, joined by (request_id,
+    item_id); impressions without a logged row are left out and counted in lineage."""
+    if logged is None:
+        features.check_sources(store, paths)
+        return (pd.concat([frame, features.historical(store, frame)], axis=1),
+                {"source": lineage.POINT_IN_TIME})
+    joined, left_out = feature_logs.join(frame, logged)
+    if joined["request_id"].nunique() < MIN_REQUESTS:
+        raise TrainingError(
+            f"only {joined['request_id'].nunique()} requests of the slice have logged features "
+            f"({left_out} of {len(frame)} impressions have none); training needs at least "
+            f"{MIN_REQUESTS}. Is feature logging on ([serving] feature_log_sample_rate)?")
+    return joined, {"source": lineage.LOGGED, "rows": len(joined),
+                    "rows_without_log": left_out, "sources": logged.sources,
+                    "malformed_records": sum(logged.malformed.values()),
+                    "feature_service_version": features.SERVICE_VERSION}
+
+
 def train(paths: PathsConfig, rng: slices.SliceRange, store: FeatureStore, cfg: TrainingConfig,
           parent: str | None = None, kafka: KafkaConfig | None = None,
-          progress: bool = False) -> TrainResult:
-    """Slice → point-in-time features → LightGBM → registered version with lineage."""
+          progress: bool = False, logged: LoggedFeatures | None = None) -> TrainResult:
+    """Slice → features (point in time, or `logged`: serving's own vectors) → LightGBM →
+    registered version with lineage (which names the feature source)."""
     registry = Registry.from_paths(paths)
     if parent is None:
         parent = Rollout(registry).production_version()  # what this version would replace
@@ -192,8 +215,7 @@ def train(paths: PathsConfig, rng: slices.SliceRange, store: FeatureStore, cfg: 
     stages = tqdm(total=4, desc="train", unit="step", disable=not progress, leave=False)
     frame, ref = slices.load(paths, rng)
     stages.update(1)
-    features.check_sources(store, paths)
-    frame = pd.concat([frame, features.historical(store, frame)], axis=1)
+    frame, features_used = _with_features(paths, store, frame, logged)
     stages.update(1)
     ranker, scores = fit(frame, cfg, progress=progress)
     stages.update(1)
@@ -205,7 +227,8 @@ def train(paths: PathsConfig, rng: slices.SliceRange, store: FeatureStore, cfg: 
         ranker.save(directory)
         write_json(directory / METRICS_FILE, scores | {"trained_at": trained_at, "run_id": run_id})
         write_json(directory / POPULARITY_FILE, popularity(frame))
-        doc = lineage.document(version, parent, trained_at, code, ranker.spec.feature_service, ref)
+        doc = lineage.document(version, parent, trained_at, code, ranker.spec.feature_service, ref,
+                               features_used)
         write_json(directory / LINEAGE_FILE, doc)
         result_doc.update(doc)
 

@@ -5,7 +5,9 @@ Three signals, each measured on final slice partitions (manifests first, data on
 - performance decay: the production version's own logged scores vs clicks (AUC) and its CTR
   in the latest window, against its first window in production (same model, same policy:
   the comparison is not muddied by who chose the items);
-- score drift: PSI of its logged scores, latest window against that first window.
+- score drift: PSI of its logged scores, latest window against that first window;
+- train/serve skew: the latest `loopline consistency` report breached a threshold (which
+  feature, which slice): the model is trained on values serving does not see.
 
 Every decision is appended to <models>/retrain_decisions.jsonl with its measurements.
 """
@@ -23,7 +25,7 @@ import pandas as pd
 from loopline import settings
 from loopline.errors import ConfigError
 from loopline.paths import PathsConfig
-from models import metrics, slices
+from models import consistency_report, metrics, slices
 from models.registry import Registry
 from models.rollout import Rollout
 
@@ -119,6 +121,18 @@ def _model_health(cfg: TriggerConfig, parts: list[slices.Partition],
     return reasons, found
 
 
+def _consistency(paths: PathsConfig) -> tuple[list[str], dict[str, Any]]:
+    """Breaches of the latest consistency report (`loopline consistency` writes it)."""
+    report = consistency_report.latest(paths)
+    if report is None:
+        return [], {}
+    found = {"slice": report.get("slice"), "ok": report.get("ok"),
+             "report": report.get("_path")}
+    reasons = [f"train/serve skew in {report.get('slice')}: {b} (consider `loopline train "
+               "--features logged`)" for b in report.get("breaches") or []]
+    return reasons, found
+
+
 def check(paths: PathsConfig, cfg: TriggerConfig, record: bool = True) -> Decision:
     """Measure the triggers now; append the decision to the decisions log."""
     registry = Registry.from_paths(paths)
@@ -136,6 +150,10 @@ def check(paths: PathsConfig, cfg: TriggerConfig, record: bool = True) -> Decisi
         health_reasons, health = _model_health(cfg, new, production)
         reasons += health_reasons
         found.update(health)
+    skew_reasons, skew = _consistency(paths)
+    reasons += skew_reasons
+    if skew:
+        found["consistency"] = skew
     proposed = None
     if new:
         start = trained_end or datetime.fromtimestamp(new[0].start_ms / 1000, UTC)

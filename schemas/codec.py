@@ -29,6 +29,7 @@ INTERACTION_EVENT = "io.loopline.events.InteractionEvent"
 LABELLED_IMPRESSION = "io.loopline.events.LabelledImpression"
 DEAD_LETTER = "io.loopline.events.DeadLetter"
 FEATURE_UPDATE = "io.loopline.events.FeatureUpdate"
+FEATURE_LOG = "io.loopline.events.FeatureLog"
 LINEAGE_RECORD = "io.loopline.lineage.LineageRecord"
 
 

@@ -16,9 +16,14 @@ LINEAGE = "loopline.lineage"
 """LineageRecord run events (job, training)."""
 FEATURE_UPDATES = "loopline.features.updates"
 """FeatureUpdate: newest feature values per entity (job output; the Feast writer's input)."""
+FEATURE_LOGS = "loopline.features.logged"
+"""FeatureLog: the online feature vectors serving scored a sampled request with (serving
+output, read by `loopline consistency` and `loopline train --features logged`)."""
 SCHEMAS = "loopline.schemas"
 """Compacted: every registered writer schema, keyed by fingerprint."""
 
 INPUTS = (SERVING, INTERACTIONS)
 OUTPUTS = (LABELLED, UNMATCHED, LATE, DEAD_LETTERS, LINEAGE, FEATURE_UPDATES)
-ALL = (*INPUTS, *OUTPUTS, SCHEMAS)
+SERVING_LOGS = (FEATURE_LOGS,)
+"""Serving's outputs besides the job's input: not read by the feedback job."""
+ALL = (*INPUTS, *OUTPUTS, *SERVING_LOGS, SCHEMAS)

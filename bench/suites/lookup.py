@@ -13,6 +13,10 @@ The store is filled first (`--entities` users, a tenth as many items) with
 Serving (when models/serving exists) runs in a child process with its own home: a LightGBM
 version trained on synthetic slices, `SlateService.rank` with a real `KafkaSink` (ours) vs the
 same stages called in a straight line without the service (baseline).
+
+Feature logging (bench/feature_log_child.py): the same `SlateService.rank` with every request's
+FeatureLog sent to its own topic (ours) vs logging off (baseline), in alternating rounds; and
+the bytes per request of a separate FeatureLog vs the vectors as a ServingEvent field.
 """
 
 from __future__ import annotations
@@ -241,6 +245,7 @@ def run(ctx: BenchContext, opts: Options) -> dict[str, Any]:
     if opts.serving:
         if serving_available():
             _serving(ctx, opts, doc)
+            _feature_log(ctx, opts, doc)
         else:
             doc["notes"].append("serving request: not available yet (models/serving missing)")
     doc["notes"] += [
@@ -273,3 +278,36 @@ def _serving(ctx: BenchContext, opts: Options, doc: dict[str, Any]) -> None:
                 ours_label="SlateService.rank (lookup + LightGBM + Kafka log)",
                 baseline_label="same stages in a straight line, no service",
                 store=store_kind, target="p99 <= 30 ms" if pct == "p99" else None))
+
+
+def _feature_log(ctx: BenchContext, opts: Options, doc: dict[str, Any]) -> None:
+    """Serving p99 with feature logging on (rate 1.0) vs off; bytes per request both ways."""
+    store_kind = opts.stores[0]
+    if store_kind == "redis" and ctx.services.redis is None:
+        return
+    topic = f"bench.{ctx.run_tag}.{store_kind}.served-fl"
+    feature_topic = f"bench.{ctx.run_tag}.{store_kind}.features-logged"
+    ctx.services.create_topics([topic, feature_topic], 1)
+    spec = {
+        "feast": jobspec.feast_fields(store_kind, ctx.services, f"bench_{ctx.run_tag}_fl"),
+        "bootstrap_servers": ctx.services.kafka.bootstrap_servers, "topic": topic,
+        "feature_topic": feature_topic, "requests": opts.serving_requests,
+        "candidates": opts.candidates,
+    }
+    out = ctx.run_child("feature_log", f"feature-log-{store_kind}", spec, timeout_s=3600)
+    ctx.services.delete_topics([topic, feature_topic])
+    doc["details"][f"feature_log_{store_kind}"] = out
+    for pct in ("p50", "p99"):
+        doc["figures"].append(results.figure(
+            f"serving request {pct} with feature logging ({opts.candidates} candidates), "
+            f"{store_kind}", "ms", out["on_ms"][pct], out["off_ms"][pct], False,
+            ours_label="SlateService.rank + FeatureLog of every request",
+            baseline_label="SlateService.rank, feature logging off", store=store_kind))
+    size = out["bytes"]
+    doc["figures"].append(results.figure(
+        f"bytes per request, {size['slate_items']} slate items: FeatureLog on its own topic vs "
+        "the vectors on ServingEvent", "bytes", size["feature_log"],
+        size["serving_event_with_features"], False,
+        ours_label="FeatureLog (separate topic; ServingEvent unchanged)",
+        baseline_label="ServingEvent with the vectors embedded (the job's input grows "
+                       f"{size['job_input_growth']}x)"))

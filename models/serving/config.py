@@ -63,6 +63,11 @@ class ServingConfig:
     event_max_pending: int = 20_000
     event_max_age_s: float = 10.0
     event_loss_hold_s: float = 60.0
+    # Feature logging (models/serving/feature_log.py): the share of requests whose served
+    # feature vectors go to feature_log_topic (0 = off). Sampled by request id, so the
+    # consistency check knows which requests should have a log. Same drop-and-count sink.
+    feature_log_sample_rate: float = 1.0
+    feature_log_topic: str = topics.FEATURE_LOGS
     # Refuse to start unless the serving topic exists and is writable.
     check_topics: bool = True
     metrics_enabled: bool = False  # GET /metrics (Prometheus text), same auth rule as /rank
@@ -81,6 +86,9 @@ class ServingConfig:
         for name in ("workers", "max_waiting", "queue_wait_ms", "event_loss_hold_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"serving.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.feature_log_sample_rate <= 1.0:
+            raise ConfigError("serving.feature_log_sample_rate must be in [0, 1], got "
+                              f"{self.feature_log_sample_rate}")
         if self.item_max_age_ms < self.item_refresh_ms:
             raise ConfigError(
                 f"serving.item_max_age_ms ({self.item_max_age_ms}) must be at least "

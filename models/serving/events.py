@@ -39,7 +39,8 @@ _STOP = object()
 _WAKE_S = 0.2  # the sender thread's longest sleep: stats stay fresh, close() is prompt
 
 
-def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING) -> None:
+def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING,
+                what: str = "ServingEvent") -> None:
     """Raise EventLogError unless `topic` exists, has a leader for every partition and this
     client may write to it. Called before serving starts: a log that never reaches Kafka
     breaks the whole loop (no labels, no training data, no attribution)."""
@@ -49,17 +50,17 @@ def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING) -> None:
         admin = KafkaAdminClient(**kafka.client_kwargs())
     except KafkaError as exc:
         raise EventLogError(f"cannot reach Kafka at {kafka.bootstrap_servers} to check the "
-                            f"ServingEvent topic {topic!r}: {type(exc).__name__}: {exc}") from exc
+                            f"{what} topic {topic!r}: {type(exc).__name__}: {exc}") from exc
     try:
         [described] = admin.describe_topics([topic])
     except KafkaError as exc:
-        raise EventLogError(f"cannot describe the ServingEvent topic {topic!r} at "
+        raise EventLogError(f"cannot describe the {what} topic {topic!r} at "
                             f"{kafka.bootstrap_servers}: {type(exc).__name__}: {exc}") from exc
     finally:
         admin.close()
     problem = topic_problem(described)
     if problem:
-        raise EventLogError(f"ServingEvent topic {topic!r} at {kafka.bootstrap_servers}: "
+        raise EventLogError(f"{what} topic {topic!r} at {kafka.bootstrap_servers}: "
                             f"{problem}; create it (`loopline infra up kafka` creates the "
                             "defaults) or point serving at the right cluster")
 
@@ -93,9 +94,12 @@ class KafkaSink:
 
     def __init__(self, kafka: KafkaConfig, queue_size: int = 100_000,
                  topic: str = topics.SERVING, retry_s: float = 5.0,
-                 codec: Codec | None = None) -> None:
+                 codec: Codec | None = None, schema: str = SERVING_EVENT) -> None:
+        """`schema`: the contract of the records (a FeatureLog sink uses the same machinery:
+        keyed by request_id, stamped with event_time)."""
         self.kafka = kafka
         self.topic = topic
+        self.schema = schema
         self.retry_s = retry_s
         self.codec = codec or default_codec()
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -161,7 +165,7 @@ class KafkaSink:
 
     def _send(self, producer: kafka.KafkaProducer, seq: int, event: dict[str, Any]) -> None:
         try:
-            value = self.codec.encode(SERVING_EVENT, event)
+            value = self.codec.encode(self.schema, event)
             future = producer.send(self.topic, value=value, key=event["request_id"].encode(),
                                    timestamp_ms=event["event_time"])
         except Exception as exc:  # EncodeError (contract), KafkaTimeoutError (metadata), ...

@@ -32,6 +32,7 @@ from feast.infra.online_stores.redis import _mmh3, _redis_key
 from feast.infra.online_stores.sqlite import _table_id
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from feature_repo import names
 from models import features
@@ -58,6 +59,14 @@ def _number(raw: bytes | None) -> float:
     return float(getattr(value, kind))
 
 
+def _stamp_ms(raw: bytes | None) -> float:
+    """Redis' `_ts:<view>` field (a Timestamp proto) as epoch ms; NaN when absent."""
+    if not raw:
+        return np.nan
+    stamp = Timestamp.FromString(raw)
+    return float(stamp.seconds * 1000 + stamp.nanos // 1_000_000)
+
+
 class RawReader:
     """Reads one view's feature values for many entities with the online store's own client."""
 
@@ -69,13 +78,16 @@ class RawReader:
         online = store._get_provider().online_store  # the store's own client
         if "redis" in self.kind:
             self.client = online._get_client(store.config.online_store)  # type: ignore[attr-defined]
-            self.fields = {view: [_mmh3(f"{view}:{name}") for name, _ in cols]
+            # the view's row event time last: the logged staleness of a served value
+            self.fields = {view: [*(_mmh3(f"{view}:{name}") for name, _ in cols),
+                                  f"_ts:{view}".encode()]
                            for view, cols in _VIEW_COLUMNS.items()}
         elif "sqlite" in self.kind:
             self.path = store.config.online_store.path
             views = {v.name: v for v in store.list_feature_views()}
             self.tables = {view: _table_id(self.project, views[view]) for view in _VIEW_COLUMNS}
             self._local = threading.local()
+            self._time_sql: dict[str, str] = {}
         else:
             raise TypeError(f"no raw reader for online store {self.kind}")
 
@@ -86,6 +98,11 @@ class RawReader:
     def read_raw(self, view: str, entities: Sequence[str]) -> list[tuple[bytes | None, ...]]:
         """The stored Value protos of each entity's features (None where absent), undecoded:
         the cache compares these bytes and decodes only rows that changed."""
+        return self.read_timed(view, entities)[0]
+
+    def read_timed(self, view: str, entities: Sequence[str]
+                   ) -> tuple[list[tuple[bytes | None, ...]], np.ndarray]:
+        """read_raw's rows and each entity row's event time in epoch ms (NaN = no row)."""
         join_key = names.KEY_BY_VIEW[view]
         protos = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=e)])
                   for e in entities]
@@ -96,12 +113,15 @@ class RawReader:
         return self._sqlite(view, [serialize_entity_key(
             p, entity_key_serialization_version=self.version) for p in protos])
 
-    def _redis(self, view: str, keys: list[bytes]) -> list[tuple[bytes | None, ...]]:
+    def _redis(self, view: str, keys: list[bytes]
+               ) -> tuple[list[tuple[bytes | None, ...]], np.ndarray]:
         fields = self.fields[view]
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.hmget(key, fields)
-        return [tuple(row) for row in pipe.execute()]
+        rows = pipe.execute()
+        return ([tuple(row[:-1]) for row in rows],
+                np.array([_stamp_ms(row[-1]) for row in rows], dtype=float))
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -112,17 +132,33 @@ class RawReader:
             self._local.conn = conn
         return conn
 
-    def _sqlite(self, view: str, keys: list[bytes]) -> list[tuple[bytes | None, ...]]:
+    def _time_column(self, view: str) -> str:
+        """The row's event time in ms: the newest-wins store's `event_ts_ms` column, else
+        Feast's own `event_ts` (whole seconds) converted."""
+        if view not in self._time_sql:
+            table = self.tables[view]
+            cols = {r[1] for r in self._conn().execute(f'PRAGMA table_info("{table}")')}
+            self._time_sql[view] = ("event_ts_ms" if "event_ts_ms" in cols else
+                                    "CAST(strftime('%s', event_ts) AS INTEGER) * 1000")
+        return self._time_sql[view]
+
+    def _sqlite(self, view: str, keys: list[bytes]
+                ) -> tuple[list[tuple[bytes | None, ...]], np.ndarray]:
         columns = {name: j for j, (name, _) in enumerate(_VIEW_COLUMNS[view])}
         out: list[list[bytes | None]] = [[None] * len(columns) for _ in keys]
+        times = np.full(len(keys), np.nan)
         where = {k: i for i, k in enumerate(keys)}
-        sql = (f'SELECT entity_key, feature_name, value FROM "{self.tables[view]}" '
+        sql = (f"SELECT entity_key, feature_name, value, {self._time_column(view)} "
+               f'FROM "{self.tables[view]}" '
                f"WHERE entity_key IN ({','.join('?' * len(keys))})")
-        for key, name, raw in self._conn().execute(sql, keys):
+        for key, name, raw, ms in self._conn().execute(sql, keys):
             j = columns.get(name)
             if j is not None:
-                out[where[key]][j] = raw
-        return [tuple(row) for row in out]
+                i = where[key]
+                out[i][j] = raw
+                if ms is not None:  # one write sets every feature of the row: one time
+                    times[i] = float(ms)
+        return [tuple(row) for row in out], times
 
 
 def decode(rows: list[tuple[bytes | None, ...]], width: int) -> np.ndarray:
@@ -139,9 +175,10 @@ class OnlineFeatures:
         self.reader = RawReader(store)
         self.refresh_s, self.max_age_s = refresh_ms / 1000, max_age_ms / 1000
         self.capacity, self.cache = capacity, cache
-        # item -> (feature row, monotonic time read, stored bytes); replaced whole, so readers
-        # never see half a row. `_used` remembers when an item was last asked for (eviction).
-        self._items: dict[str, tuple[np.ndarray, float, tuple[bytes | None, ...]]] = {}
+        # item -> (feature row, monotonic time read, stored bytes, row event time ms); replaced
+        # whole, so readers never see half a row. `_used` remembers when an item was last
+        # asked for (eviction).
+        self._items: dict[str, tuple[np.ndarray, float, tuple[bytes | None, ...], float]] = {}
         self._used: dict[str, float] = {}
         self.max_item_age_s = 0.0  # oldest cached row served since the last refresh
         self.refresh_error: str | None = None
@@ -157,16 +194,24 @@ class OnlineFeatures:
 
     def matrix(self, user_id: str, items: Sequence[str]) -> np.ndarray:
         """(len(items), len(features.COLUMNS)) floats of the newest online values, NaN = missing."""
-        out = np.empty((len(items), len(features.COLUMNS)))
-        out[:, self._user_cols] = self.reader.read(_USER, [user_id])[0]
-        out[:, self._item_cols] = self._item_rows(items)
-        return out
+        return self.rows(user_id, items).matrix
 
-    def _item_rows(self, items: Sequence[str]) -> np.ndarray:
+    def rows(self, user_id: str, items: Sequence[str]) -> features.OnlineRows:
+        """matrix() plus the event time of the user row and of each item row served."""
+        out = np.empty((len(items), len(features.COLUMNS)))
+        raw, user_times = self.reader.read_timed(_USER, [user_id])
+        out[:, self._user_cols] = decode(raw, self._n_user)[0]
+        item_rows, item_times = self._item_rows(items)
+        out[:, self._item_cols] = item_rows
+        return features.OnlineRows(out, float(user_times[0]), item_times)
+
+    def _item_rows(self, items: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         if not self.cache:
-            return self.reader.read(_ITEM, items)
+            raw, times = self.reader.read_timed(_ITEM, items)
+            return decode(raw, self._n_item), times
         now = time.monotonic()
         rows = np.empty((len(items), self._n_item))
+        times = np.empty(len(items))
         stale: list[int] = []
         oldest = 0.0
         cached, used = self._items, self._used
@@ -177,15 +222,17 @@ class OnlineFeatures:
                 stale.append(i)
             else:
                 rows[i] = hit[0]
+                times[i] = hit[3]
                 oldest = max(oldest, now - hit[1])
         if stale:
-            raw = self.reader.read_raw(_ITEM, [items[i] for i in stale])
+            raw, stamps = self.reader.read_timed(_ITEM, [items[i] for i in stale])
             fresh = decode(raw, self._n_item)
-            for i, row, stored in zip(stale, fresh, raw, strict=True):
+            for i, row, stored, ms in zip(stale, fresh, raw, stamps, strict=True):
                 rows[i] = row
-                cached[items[i]] = (row, now, stored)
+                times[i] = ms
+                cached[items[i]] = (row, now, stored, float(ms))
         self.max_item_age_s = max(self.max_item_age_s, oldest)
-        return rows
+        return rows, times
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_s):
@@ -211,11 +258,12 @@ class OnlineFeatures:
         started = time.monotonic()
         for start in range(0, len(items), 2_000):
             chunk = items[start:start + 2_000]
-            for item, stored in zip(chunk, self.reader.read_raw(_ITEM, chunk), strict=True):
+            raw, stamps = self.reader.read_timed(_ITEM, chunk)
+            for item, stored, ms in zip(chunk, raw, stamps, strict=True):
                 old = self._items.get(item)
                 row = old[0] if old is not None and old[2] == stored else \
                     decode([stored], self._n_item)[0]
-                self._items[item] = (row, started, stored)
+                self._items[item] = (row, started, stored, float(ms))
 
     @property
     def cached_items(self) -> int:

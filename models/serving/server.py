@@ -1,7 +1,8 @@
 """`loopline serve`: wire config → Feast store, registry, Kafka sink → app → uvicorn.
 
-Start-up refuses to serve when the ServingEvent topic is missing or not writable (a clear
-error, exit 1): slates whose impressions never reach Kafka break the loop silently.
+Start-up refuses to serve when the ServingEvent topic (or, with feature logging on, the
+FeatureLog topic) is missing or not writable (a clear error, exit 1): slates whose
+impressions never reach Kafka break the loop silently.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from models.registry import Registry
 from models.serving.app import create_app
 from models.serving.config import ServingConfig
 from models.serving.events import KafkaSink, check_topic
+from models.serving.feature_log import FeatureLogger
 from models.serving.metrics import SHARED_DIR_ENV
 from models.serving.service import SlateService
+from schemas.codec import FEATURE_LOG
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ def check_event_log(cfg: ServingConfig, kafka: KafkaConfig | None) -> None:
     with serving.check_topics = false)."""
     if kafka is not None and cfg.check_topics:
         check_topic(kafka, cfg.event_topic)
+        if cfg.feature_log_sample_rate > 0:
+            check_topic(kafka, cfg.feature_log_topic, "FeatureLog")
 
 
 def build_service(cfg: ServingConfig, paths: PathsConfig, feast: FeastConfig,
@@ -48,7 +53,12 @@ def build_service(cfg: ServingConfig, paths: PathsConfig, feast: FeastConfig,
         store = None
     sink = (KafkaSink(kafka, cfg.event_queue_size, topic=cfg.event_topic)
             if kafka is not None else None)
-    service = SlateService(cfg, Registry.from_paths(paths), store, sink)
+    feature_log = (FeatureLogger(KafkaSink(kafka, cfg.event_queue_size,
+                                           topic=cfg.feature_log_topic, schema=FEATURE_LOG),
+                                 cfg.feature_log_sample_rate)
+                   if kafka is not None and cfg.feature_log_sample_rate > 0 else None)
+    service = SlateService(cfg, Registry.from_paths(paths), store, sink,
+                           feature_log=feature_log)
     service.warm()
     return service
 

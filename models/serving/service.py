@@ -39,6 +39,7 @@ from models.rollout import Rollout, RolloutState
 from models.serving import health
 from models.serving.config import ServingConfig
 from models.serving.events import EventSink, serving_event
+from models.serving.feature_log import FeatureLogger
 from models.serving.metrics import ServingMetrics
 from models.serving.online import OnlineFeatures
 
@@ -94,8 +95,11 @@ class SlateService:
     """Ranks candidate sets for users; thread-safe (FastAPI runs sync endpoints in threads)."""
 
     def __init__(self, cfg: ServingConfig, registry: Registry, store: FeatureStore | None,
-                 sink: EventSink | None, metrics: ServingMetrics | None = None) -> None:
+                 sink: EventSink | None, metrics: ServingMetrics | None = None,
+                 feature_log: FeatureLogger | None = None) -> None:
+        """`feature_log`: log the served feature vectors of sampled requests (None: off)."""
         self.cfg = cfg
+        self.feature_log = feature_log
         self.registry = registry
         self.rollout = Rollout(registry)
         self.store = store
@@ -199,27 +203,33 @@ class SlateService:
     # ---- ranking ------------------------------------------------------------------------
     def lookup(self, user_id: str, items: list[str]) -> np.ndarray:
         """The feature matrix of one request (raw reads + item cache, else Feast)."""
+        return self.lookup_rows(user_id, items).matrix
+
+    def lookup_rows(self, user_id: str, items: list[str]) -> features.OnlineRows:
+        """lookup's matrix with each row's online event time (what the feature log needs)."""
         assert self.store is not None
         started = time.perf_counter()
         if self.online is not None:
-            matrix = self.online.matrix(user_id, items)
+            rows = self.online.rows(user_id, items)
         else:
-            matrix = features.online(self.store, user_id, items)
+            rows = features.online_rows(self.store, user_id, items)
         self.metrics.lookup.observe(time.perf_counter() - started)
-        return matrix
+        return rows
 
     def _lookup_and_score(self, user_id: str, items: list[str], ranker: Ranker | None,
-                          started: list[float]) -> tuple[np.ndarray, np.ndarray | None]:
+                          started: list[float]
+                          ) -> tuple[features.OnlineRows, np.ndarray | None]:
         started.append(time.monotonic())
-        matrix = self.lookup(user_id, items)
-        return matrix, (ranker.score(matrix) if ranker is not None else None)
+        rows = self.lookup_rows(user_id, items)
+        return rows, (ranker.score(rows.matrix) if ranker is not None else None)
 
-    def _scores(self, user_id: str, items: list[str], version: str | None,
-                budget: bool = True) -> tuple[np.ndarray, str | None]:
-        """Model scores, or popularity scores plus the reason for falling back. With
+    def _scores(self, user_id: str, items: list[str], version: str | None, budget: bool = True
+                ) -> tuple[np.ndarray, str | None, features.OnlineRows | None]:
+        """Model scores, or popularity scores plus the reason for falling back, and the
+        online rows they came from (None when the lookup did not answer). With
         budget=False (shadows: nobody waits on them) the work runs on the calling thread."""
         ranker = self._ranker(version) if version else None
-        matrix = None
+        rows: features.OnlineRows | None = None
         reason: str | None = None
         if self.store is None:
             reason = "feature store unavailable"
@@ -232,12 +242,12 @@ class SlateService:
                 if budget:
                     future: Future[Any] = self._pool.submit(self._lookup_and_score, user_id,
                                                             items, ranker, started)
-                    matrix, scores = future.result(timeout=self.cfg.score_timeout_ms / 1000)
+                    rows, scores = future.result(timeout=self.cfg.score_timeout_ms / 1000)
                 else:
-                    matrix, scores = self._lookup_and_score(user_id, items, ranker, started)
+                    rows, scores = self._lookup_and_score(user_id, items, ranker, started)
                 self._breaker.record(True)
                 if scores is not None and np.all(np.isfinite(scores)):
-                    return scores, None
+                    return scores, None, rows
                 reason = ("no model registered" if version is None
                           else f"model {version} unavailable")
             except FutureTimeout:
@@ -254,11 +264,11 @@ class SlateService:
                 self._breaker.record(False)
                 reason = f"features/scoring failed: {type(exc).__name__}"
                 log.warning("falling back to popularity: %s: %s", type(exc).__name__, exc)
-        if matrix is not None:
-            clicks = np.nan_to_num(matrix[:, _CLICKS], nan=0.0)
-            return np.log1p(np.maximum(clicks, 0.0)), reason
+        if rows is not None:
+            clicks = np.nan_to_num(rows.matrix[:, _CLICKS], nan=0.0)
+            return np.log1p(np.maximum(clicks, 0.0)), reason, rows
         table = self._static_popularity(version or self._routing_now()[1])
-        return np.array([table.get(item, 0.0) for item in items]), reason
+        return np.array([table.get(item, 0.0) for item in items]), reason, None
 
     def rank(self, user_id: str, session_id: str, candidates: list[str], k: int,
              event_ms: int | None = None, request_id: str | None = None) -> Slate:
@@ -273,13 +283,16 @@ class SlateService:
             arm_label = state.arm_label(arm)
         else:
             version, arm_label = latest, DEFAULT_ARM
-        scores, reason = self._scores(user_id, candidates, version)
+        scores, reason, rows = self._scores(user_id, candidates, version)
         with self._rng_lock:
             chosen = self.policy.sample(scores, k, self._rng)
         slate = self._slate(candidates, scores, chosen, reason, version, arm_label,
                             request_id or str(uuid.uuid4()))
         self._count(slate, version)
         self._log(slate, user_id, session_id, event_ms)
+        if self.feature_log is not None:
+            self.feature_log.log(slate.request_id, event_ms, user_id, slate.model_version,
+                                 rows, [int(i) for i in chosen], candidates)
         return slate
 
     def _count(self, slate: Slate, version: str | None) -> None:
@@ -311,7 +324,7 @@ class SlateService:
         routing, logging or counting: a shadow for ground truth and replays. Exploration
         draws from `rng`, so shadows never shift the live requests' draws. No time budget:
         a shadow is not on anyone's request path."""
-        scores, reason = self._scores(user_id, candidates, version, budget=False)
+        scores, reason, _ = self._scores(user_id, candidates, version, budget=False)
         chosen = self.policy.sample(scores, k, rng)
         return self._slate(candidates, scores, chosen, reason, version, SHADOW_ARM, "")
 
@@ -386,6 +399,7 @@ class SlateService:
             "arms": arms,
             "events": events,
             "item_features": cache,
+            "feature_log": self.feature_log.stats() if self.feature_log is not None else None,
         }
 
     def close(self) -> None:
@@ -395,3 +409,5 @@ class SlateService:
         closer = getattr(self.sink, "close", None)
         if callable(closer):
             closer()
+        if self.feature_log is not None:
+            self.feature_log.close()

@@ -85,7 +85,11 @@ def test_lookup_smoke(kafka: KafkaConfig, redis: RedisEndpoint, tmp_path: Path,
         assert doc["details"][store]["100x20"]["values_not_present_in_check"] == 0
         serving = doc["details"][f"serving_{store}"]
         assert serving["counts"]["fallback"] == 0, serving["fallback_reasons"]
-    _check_figures(doc, ["serving request p99 (100 candidates), sqlite"])
+    _check_figures(doc, ["serving request p99 (100 candidates), sqlite",
+                         "serving request p99 with feature logging (100 candidates), sqlite"])
+    logged = doc["details"]["feature_log_sqlite"]
+    assert logged["feature_log"]["logged"] > 0 and logged["fallbacks"] == 0
+    assert logged["bytes"]["feature_log"] > logged["bytes"]["serving_event"] > 0
 
 
 def test_attribution_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

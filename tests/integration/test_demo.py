@@ -110,3 +110,21 @@ def test_the_feedback_loop_is_measured_per_version_and_day(demo_run: dict[str, A
     for r in live:
         assert 0 < r["coverage"] <= 1 and 0 <= r["gini"] < 1
     assert set(demo_run["truth"]["diversity"]) == {"v1", "v2", "v3"}
+
+
+def test_the_consistency_of_the_experiment_days_is_printed_and_embedded(
+        demo_run: dict[str, Any]) -> None:
+    """Serving logged every request's features; the check ran over the experiment days."""
+    consistency = demo_run["summary"]["consistency"]
+    assert consistency is not None
+    line = consistency["line"]
+    assert line.startswith("Consistency ") and line in demo_run["stdout"]
+    page = Path(consistency["html"])
+    assert page.is_file() and "<svg" in page.read_text()
+    doc = json.loads(page.with_name("consistency.json").read_text())
+    assert doc["compared_rows"] > 0
+    assert doc["logs"]["malformed"] == 0
+    # every experiment request was sampled (rate 1) and none of its logs was lost
+    assert doc["missing_logs"]["missing_requests"] == 0
+    embedded = demo_run["report"].get("consistency") or []
+    assert [d["slice"] for d in embedded] == [doc["slice"]]

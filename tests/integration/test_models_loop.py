@@ -9,6 +9,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -30,13 +31,15 @@ from jobs.feedback.run import run as run_job
 from loopline.kafka import KafkaConfig
 from loopline.net import free_port
 from loopline.paths import PathsConfig
+from models import consistency, feature_logs
 from models.registry import Registry
 from models.serving.app import create_app
 from models.serving.config import ServingConfig
 from models.serving.events import KafkaSink
+from models.serving.feature_log import FeatureLogger
 from models.serving.service import SlateService
 from schemas import topics
-from schemas.codec import LINEAGE_RECORD, SERVING_EVENT, default_codec
+from schemas.codec import FEATURE_LOG, LINEAGE_RECORD, SERVING_EVENT, default_codec
 from schemas.producer import EventProducer
 from tests.unit.models.conftest import SLICE, build_shop, loopline_home
 
@@ -220,11 +223,25 @@ def test_the_loop_closes(kafka: KafkaConfig, home: PathsConfig,
 
     # 3. Serve the new version with features from Feast; its slate is a ServingEvent on Kafka.
     assert loopline(["models", "rollout", version, "--full"]) == 0
+    feature_logs_sent: list[dict[str, Any]] = []
     live = SlateService(CFG, Registry.from_paths(home), feature_store(FeastConfig(), home),
-                        KafkaSink(kafka))
+                        KafkaSink(kafka), feature_log=FeatureLogger(feature_logs_sent.append, 1.0))
     live.warm()
     payload = {"user_id": world.users[0], "session_id": "s-new",
                "candidates": list(world.items[:25]), "k": 5}
     body, _, event = serve_and_read_back(kafka, live, payload)
     assert event["model_version"] == version and not event["fallback"], live.health()
     assert event["slate"] == body["slate"]
+
+    # 4. The job stopped at the end of its input (the last event at most `last_input` ms) and
+    #    serving went on until now: every value it served is at least that pause old, and the
+    #    logged staleness says so (the job's online rows carry their own event times).
+    last_input = hour + 2 * 3_600_000 + 10_000  # last slate + 15 s steps, clicks +7.5 s
+    logged = feature_logs.parse([default_codec().encode(FEATURE_LOG, r)
+                                 for r in feature_logs_sent])
+    assert logged.requests == 1 and logged.malformed == Counter()
+    pause = event["event_time"] - last_input
+    for view, stale in consistency.staleness(logged.frame).items():
+        assert stale["count"] > 0, view
+        assert stale["histogram"]["edges_ms"][0] >= pause > 0, (view, stale)  # the minimum
+        assert stale["max_ms"] <= event["event_time"] - hour, (view, stale)

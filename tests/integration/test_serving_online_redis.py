@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 USER_COLS = [j for j, c in enumerate(features.COLUMNS) if c.startswith("user_")]
 ITEM_COLS = [j for j, c in enumerate(features.COLUMNS) if c.startswith("item_")]
+LAST_MS = START_MS + 2 * synthetic.HOUR_MS
 
 
 def test_raw_redis_reads_equal_feasts_lookup(redis: RedisEndpoint, tmp_path: Path) -> None:
@@ -50,6 +51,14 @@ def test_raw_redis_reads_equal_feasts_lookup(redis: RedisEndpoint, tmp_path: Pat
                                                    equal_nan=True)
                         assert np.isnan(got[50, ITEM_COLS]).all()  # never seen: no value
                         np.testing.assert_allclose(got[50, USER_COLS], expected[50, USER_COLS])
+                        # each row's event time, for the feature log's staleness: the
+                        # newest write (2 h after START_MS), the same on both read paths
+                        rows, feast_rows = online.rows(user, items), \
+                            features.online_rows(store, user, items)
+                        assert rows.user_time_ms == feast_rows.user_time_ms == LAST_MS
+                        assert (rows.item_time_ms[:50] == LAST_MS).all()
+                        assert (feast_rows.item_time_ms[:50] == LAST_MS).all()
+                        assert np.isnan(rows.item_time_ms[50])
                     got = online.matrix("never-seen-user", items)
                     assert np.isnan(got[:, USER_COLS]).all()
                     np.testing.assert_allclose(got[:50, ITEM_COLS], expected[:50, ITEM_COLS],

@@ -82,3 +82,16 @@ def test_bad_input_is_one_line_without_traceback(empty_home: None,
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_consistency_says_what_is_wrong_in_one_line(
+        empty_home: None, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run(capsys, "consistency", "--slice", "2026-01-01T12..2026-01-01T10")
+    assert code == 2 and "END must be after START" in err
+    monkeypatch.setenv("LOOPLINE_SERVING_FEATURE_LOG_SAMPLE_RATE", "0")
+    code, _, err = run(capsys, "consistency", "--slice", SLICE)
+    assert code == 2 and "feature logging is off" in err and len(err.splitlines()) == 1
+    monkeypatch.setenv("LOOPLINE_CONSISTENCY_MAX_MISMATCH_RATE", "2")
+    code, _, err = run(capsys, "consistency", "--slice", SLICE)
+    assert code == 2 and "max_mismatch_rate must be in [0, 1]" in err

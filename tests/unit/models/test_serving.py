@@ -155,13 +155,13 @@ def test_feast_down_falls_back_to_the_static_popularity(served: Served, tmp_path
 def _slow(service: SlateService, monkeypatch: pytest.MonkeyPatch, delay_s: float = 0.2) -> None:
     """The real store read, `delay_s` slower (no reliance on how fast the machine is)."""
     assert service.online is not None
-    read = service.online.reader.read
+    read = service.online.reader.read_timed
 
     def slow_read(*args: Any) -> Any:
         time.sleep(delay_s)
         return read(*args)
 
-    monkeypatch.setattr(service.online.reader, "read", slow_read)
+    monkeypatch.setattr(service.online.reader, "read_timed", slow_read)
 
 
 def test_slow_features_fall_back_within_the_budget(served: Served,

@@ -20,7 +20,7 @@ from tests.unit.models.conftest import SLICE, START_MS, Shop, build_shop, loopli
 
 FAST = TrainingConfig(num_boost_round=60)
 LINEAGE_KEYS = {"model_version", "parent_version", "trained_at", "code_version",
-                "feature_service", "slice"}
+                "feature_service", "features", "slice"}
 SLICE_KEYS = {"start", "end", "row_count", "fingerprint", "partitions", "sources", "job_run_ids"}
 
 

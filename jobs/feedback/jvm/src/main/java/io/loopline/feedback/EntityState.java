@@ -22,6 +22,12 @@ public class EntityState {
 
     public byte kind;
     public List<TreeMap<Long, Bucket>> windows = new ArrayList<>();
+    /**
+     * Per window, the sum of its buckets, kept by apply and evict: row() reads it instead of
+     * adding up to 96 buckets for every row (that loop was a fifth of the job's CPU). Integer
+     * sums, so it is exactly the loop's result.
+     */
+    public List<Bucket> sums = new ArrayList<>();
     /** Distinct clicked items, each with its newest click time. */
     public Map<String, Long> clicked = new HashMap<>();
     public long latestMs = Long.MIN_VALUE;
@@ -32,6 +38,18 @@ public class EntityState {
         this.kind = kind;
         for (int w = 0; w < WINDOW_MS.length; w++) {
             windows.add(new TreeMap<>());
+            sums.add(new Bucket());
+        }
+    }
+
+    /** State written before the sums existed: rebuild them from the buckets. */
+    private void ensureSums() {
+        if (sums.size() == windows.size()) return;
+        sums = new ArrayList<>();
+        for (TreeMap<Long, Bucket> w : windows) {
+            Bucket sum = new Bucket();
+            for (Bucket b : w.values()) sum.add(b, 1);
+            sums.add(sum);
         }
     }
 
@@ -46,10 +64,38 @@ public class EntityState {
         public long[] byPosition = new long[0];
 
         public Bucket() {}
+
+        void add(FeatureDelta d) {
+            impressions += d.impressions;
+            clicks += d.clicks;
+            purchases += d.purchases;
+            addToCart += d.addToCart;
+            revenueMicros += d.revenueMicros;
+            if (d.position >= 0 && d.impressions > 0) {
+                if (byPosition.length <= d.position) {
+                    byPosition = java.util.Arrays.copyOf(byPosition, d.position + 1);
+                }
+                byPosition[d.position] += d.impressions;
+            }
+        }
+
+        /** this += sign * other */
+        void add(Bucket other, int sign) {
+            impressions += sign * other.impressions;
+            clicks += sign * other.clicks;
+            purchases += sign * other.purchases;
+            addToCart += sign * other.addToCart;
+            revenueMicros += sign * other.revenueMicros;
+            if (byPosition.length < other.byPosition.length) {
+                byPosition = java.util.Arrays.copyOf(byPosition, other.byPosition.length);
+            }
+            for (int p = 0; p < other.byPosition.length; p++) byPosition[p] += sign * other.byPosition[p];
+        }
     }
 
     /** Apply a delta; returns the departure times of buckets this delta created. */
     List<Long> apply(FeatureDelta d) {
+        ensureSums();
         List<Long> created = new ArrayList<>(2);
         for (int w = 0; w < WINDOW_MS.length; w++) {
             long start = d.ts - Math.floorMod(d.ts, BUCKET_MS[w]);
@@ -59,17 +105,8 @@ public class EntityState {
                 windows.get(w).put(start, b);
                 created.add(start + BUCKET_MS[w] + WINDOW_MS[w]);
             }
-            b.impressions += d.impressions;
-            b.clicks += d.clicks;
-            b.purchases += d.purchases;
-            b.addToCart += d.addToCart;
-            b.revenueMicros += d.revenueMicros;
-            if (d.position >= 0 && d.impressions > 0) {
-                if (b.byPosition.length <= d.position) {
-                    b.byPosition = java.util.Arrays.copyOf(b.byPosition, d.position + 1);
-                }
-                b.byPosition[d.position] += d.impressions;
-            }
+            b.add(d);
+            sums.get(w).add(d);
         }
         if (d.clickedItem != null) {
             clicked.merge(d.clickedItem, d.ts, Math::max);
@@ -80,13 +117,15 @@ public class EntityState {
 
     /** Drop buckets (and clicks) that no longer count at `at`. */
     void evict(long at) {
+        ensureSums();
         for (int w = 0; w < WINDOW_MS.length; w++) {
             Iterator<Map.Entry<Long, Bucket>> it = windows.get(w).entrySet().iterator();
             while (it.hasNext()) {
-                long start = it.next().getKey();
-                if (start + BUCKET_MS[w] > at - WINDOW_MS[w]) {
+                Map.Entry<Long, Bucket> e = it.next();
+                if (e.getKey() + BUCKET_MS[w] > at - WINDOW_MS[w]) {
                     break; // sorted by start: the rest still count
                 }
+                sums.get(w).add(e.getValue(), -1);
                 it.remove();
             }
         }
@@ -111,21 +150,12 @@ public class EntityState {
         boolean user = kind == FeatureDelta.USER;
         row.longs = new long[user ? 6 : 8];
         row.doubles = new double[user ? 2 : 6];
+        ensureSums();
         for (int w = 0; w < WINDOW_MS.length; w++) {
-            long imp = 0, clk = 0, pur = 0, atc = 0, rev = 0;
-            long[] byPos = new long[0];
-            for (Map.Entry<Long, Bucket> e : windows.get(w).entrySet()) {
-                long start = e.getKey();
-                if (start > at || start + BUCKET_MS[w] <= at - WINDOW_MS[w]) continue;
-                Bucket b = e.getValue();
-                imp += b.impressions;
-                clk += b.clicks;
-                pur += b.purchases;
-                atc += b.addToCart;
-                rev += b.revenueMicros;
-                if (b.byPosition.length > byPos.length) byPos = java.util.Arrays.copyOf(byPos, b.byPosition.length);
-                for (int p = 0; p < b.byPosition.length; p++) byPos[p] += b.byPosition[p];
-            }
+            Bucket total = inWindow(w, at);
+            long imp = total.impressions, clk = total.clicks, pur = total.purchases;
+            long atc = total.addToCart, rev = total.revenueMicros;
+            long[] byPos = total.byPosition;
             if (user) {
                 row.longs[3 * w] = imp;
                 row.longs[3 * w + 1] = clk;
@@ -149,6 +179,23 @@ public class EntityState {
             row.text = lastClicked(at, lastClickedN);
         }
         return row;
+    }
+
+    /** The buckets of window `w` that count at `at`: the running sum when every bucket does
+     * (always, after evict(at) with no bucket newer than `at`), else added up. */
+    private Bucket inWindow(int w, long at) {
+        TreeMap<Long, Bucket> buckets = windows.get(w);
+        if (buckets.isEmpty()
+                || (buckets.lastKey() <= at && buckets.firstKey() + BUCKET_MS[w] > at - WINDOW_MS[w])) {
+            return sums.get(w);
+        }
+        Bucket total = new Bucket();
+        for (Map.Entry<Long, Bucket> e : buckets.entrySet()) {
+            long start = e.getKey();
+            if (start > at || start + BUCKET_MS[w] <= at - WINDOW_MS[w]) continue;
+            total.add(e.getValue(), 1);
+        }
+        return total;
     }
 
     /** The same values by feature name (the online FeatureUpdate's map). */

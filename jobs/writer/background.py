@@ -73,7 +73,8 @@ class WriterProcess:
               paths: PathsConfig, ready_timeout_s: float = 120.0) -> WriterProcess:
         """Spawn the child and wait until it is consuming (imports and Feast set up)."""
         workdir = Path(tempfile.mkdtemp(prefix="loopline-writer-"))
-        (workdir / "spec.json").write_text(json.dumps(spec_of(config, kafka, feast, paths)))
+        spec = {**spec_of(config, kafka, feast, paths), "parent_pid": os.getpid()}
+        (workdir / "spec.json").write_text(json.dumps(spec))
         env = {**os.environ, "LOOPLINE_PATHS_HOME": str(paths.home)}  # definitions read it
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT),
                                                           env.get("PYTHONPATH")]))

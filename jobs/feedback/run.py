@@ -51,6 +51,16 @@ class RunResult:
     writer: WriterProcess | None = None  # the Feast writer beside a wait=False embedded run
     writer_stats: WriterStats | None = None  # what a bounded run's writer drain wrote
 
+    def cancel(self) -> None:
+        """Cancel a wait=False run: the job, then the Feast writer beside it (after the batch
+        in hand). Cancelling only the client left the writer polling until its parent exited."""
+        try:
+            if self.client is not None:
+                self.client.cancel().result()
+        finally:
+            if self.writer is not None and self.writer.alive:
+                self.writer.stop(drain=False)
+
 
 def writer_config(job: JobConfig, feast: FeastConfig, run_id: str) -> WriterConfig:
     """The Feast writer of this job: its updates topic, one consumer group per store."""

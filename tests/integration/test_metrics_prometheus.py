@@ -108,7 +108,7 @@ def scraped_run(
         scraped = _settled(lambda: counters_in_prometheus(prometheus, job_id), 30, interval_s=3)
         dashboard = dashboard_results(prometheus)
     finally:
-        started.client.cancel().result()
+        started.cancel()
     return {"expected": expected, "scraped": scraped, "listening": listening,
             "dashboard": dashboard}
 

@@ -106,4 +106,4 @@ def test_v2_producer_mid_stream_decodes_and_v3_incompatible_is_refused(
             v3.interaction({**_act("c1", T, "u1", "a"), "device": 1}, topic=job.interactions_topic)
         assert v3_store.latest(INTERACTION_EVENT).name == INTERACTION_EVENT
     finally:
-        started.client.cancel().result()
+        started.cancel()

@@ -11,7 +11,6 @@ request per worker with no waiting, so concurrent clients are refused with 503.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -33,10 +32,11 @@ from infra.prometheus_server import PrometheusServer
 from infra.topics import TopicSpec, create_topics, delete_topics
 from loopline.kafka import KafkaConfig
 from loopline.net import free_port
-from models.registry import LINEAGE_FILE, POPULARITY_FILE, Registry
+from models.registry import Registry
 from models.rollout import Rollout
 from models.slices import SliceRange
 from models.training import TrainingConfig, train
+from tests.integration.serving_case import broken_version
 from tests.unit.models.conftest import SLICE, build_shop, loopline_home
 
 pytestmark = pytest.mark.integration
@@ -54,17 +54,6 @@ class Serving:
     items: list[str]
 
 
-def _broken_version(registry: Registry) -> str:
-    """A registered version whose model file is unreadable: its arm is served by popularity."""
-    def write(directory: Path, version: str) -> None:
-        (directory / "model.txt").write_text("not a model")
-        (directory / "features.json").write_text("{}")
-        (directory / POPULARITY_FILE).write_text("{}")
-        (directory / LINEAGE_FILE).write_text(json.dumps({"model_version": version}))
-
-    return registry.register(write)
-
-
 @pytest.fixture(scope="module")
 def serving(kafka: KafkaConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
     """`loopline serve --workers 2` on a home with a trained version (control) and a broken
@@ -77,7 +66,7 @@ def serving(kafka: KafkaConfig, tmp_path_factory: pytest.TempPathFactory) -> Ite
         registry = Registry.from_paths(paths)
         rollout = Rollout(registry)
         rollout.full(version)
-        rollout.canary(_broken_version(registry), 30)
+        rollout.canary(broken_version(registry), 30)
     topic = f"loopline.test.serving-metrics.{uuid.uuid4().hex[:8]}"
     create_topics(kafka, [TopicSpec(topic, 1, {"message.timestamp.type": "CreateTime"})])
     port = free_port(18300)

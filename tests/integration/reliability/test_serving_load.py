@@ -11,7 +11,6 @@ trained LightGBM version (tests/unit/models/conftest.py builds the shop).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from infra.kafka_broker import KafkaBroker
 from infra.topics import TopicSpec, consume_records, create_topics
 from loopline.kafka import KafkaConfig
 from loopline.net import free_port
-from models.registry import LINEAGE_FILE, POPULARITY_FILE, Registry
+from models.registry import Registry
 from models.rollout import Rollout
 from models.serving.app import create_app
 from models.serving.config import ServingConfig
@@ -46,6 +45,7 @@ from models.serving.service import SlateService
 from models.slices import SliceRange
 from models.training import TrainingConfig, train
 from schemas.codec import SERVING_EVENT, default_codec
+from tests.integration.serving_case import broken_version
 from tests.unit.models.conftest import SLICE, Shop, build_shop, loopline_home
 
 pytestmark = pytest.mark.integration
@@ -174,22 +174,11 @@ def test_kafka_stopped_mid_run_degrades_healthz_and_loses_nothing_silently(
 
 
 # ---- overload -------------------------------------------------------------------------------
-def _broken_version(registry: Registry) -> str:
-    """A registered version whose model file is unreadable: its arm is served by popularity."""
-    def write(directory: Path, version: str) -> None:
-        (directory / "model.txt").write_text("not a model")
-        (directory / "features.json").write_text("{}")
-        (directory / POPULARITY_FILE).write_text("{}")
-        (directory / LINEAGE_FILE).write_text(json.dumps({"model_version": version}))
-
-    return registry.register(write)
-
-
 @pytest.fixture
 def http_service(served: Served, kafka: KafkaConfig) -> Iterator[tuple[SlateService, int, str]]:
     """The app on a real uvicorn (own thread), a canary arm whose model is broken."""
     topic = _topic(kafka)
-    broken = _broken_version(served.registry)
+    broken = broken_version(served.registry)
     rollout = Rollout(served.registry)  # the module's version serves everyone; add a canary
     rollout.canary(broken, 30)
     cfg = ServingConfig(seed=4, score_timeout_ms=10_000, auth_token=TOKEN, max_in_flight=1,

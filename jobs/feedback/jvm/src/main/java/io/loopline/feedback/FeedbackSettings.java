@@ -72,6 +72,18 @@ public final class FeedbackSettings implements Serializable {
         n.path("kafka_properties").fields().forEachRemaining(e -> kafkaProperties.put(e.getKey(), e.getValue().asText()));
     }
 
+    /** The topics the job reads, in a fixed order: {@link SourceRefs} index into it. */
+    public String[] sourceTopics() {
+        return new String[] {servingTopic, interactionsTopic};
+    }
+
+    /** A source topic's index in {@link #sourceTopics()}. */
+    public int topicIndex(String topic) {
+        if (topic.equals(servingTopic)) return 0;
+        if (topic.equals(interactionsTopic)) return 1;
+        throw new IllegalArgumentException("not a source topic: " + topic);
+    }
+
     public static FeedbackSettings fromJson(String json) {
         try {
             return new FeedbackSettings(new ObjectMapper().readTree(json));

@@ -1,5 +1,7 @@
 package io.loopline.feedback;
 
+import java.nio.charset.StandardCharsets;
+
 /** A minimal JSON writer for the rows handed to the Python partition writer (json.loads). */
 final class Json {
     private final StringBuilder out = new StringBuilder(256);
@@ -9,11 +11,11 @@ final class Json {
         out.append('{');
     }
 
+    /** Names are Avro field names or our own: identifiers, never in need of escapes. */
     private StringBuilder key(String name) {
         if (!first) out.append(',');
         first = false;
-        quote(out, name);
-        return out.append(':');
+        return out.append('"').append(name).append("\":");
     }
 
     Json put(String name, String value) {
@@ -65,7 +67,16 @@ final class Json {
         return out.append('}').toString();
     }
 
+    /** The object as UTF-8 bytes (a slice row's line). */
+    byte[] bytes() {
+        return done().getBytes(StandardCharsets.UTF_8);
+    }
+
     static void quote(StringBuilder b, String s) {
+        if (plain(s)) {
+            b.append('"').append(s).append('"'); // ids and names: one copy, no per-char work
+            return;
+        }
         b.append('"');
         for (int i = 0; i < s.length(); i++) {
             char c = s.charAt(i);
@@ -82,9 +93,11 @@ final class Json {
         b.append('"');
     }
 
-    static String ref(String topic, int partition, long offset) {
-        StringBuilder b = new StringBuilder("[");
-        quote(b, topic);
-        return b.append(',').append(partition).append(',').append(offset).append(']').toString();
+    private static boolean plain(String s) {
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c < 0x20 || c == '"' || c == '\\') return false;
+        }
+        return true;
     }
 }

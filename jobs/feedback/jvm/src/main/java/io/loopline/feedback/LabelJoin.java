@@ -124,7 +124,7 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
             unmatched(e, ITEM_NOT_IN_SLATE, ctx, out);
             return;
         }
-        s.outcomes.computeIfAbsent(e.itemId, k -> new RequestState.Outcome()).add(e);
+        s.outcomes.computeIfAbsent(e.itemId, k -> new RequestState.Outcome()).add(e, settings.topicIndex(e.topic));
         joined.inc();
     }
 
@@ -177,25 +177,22 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
         unmatched.inc();
         String coords = e.topic + "/" + e.partition + "/" + e.offset;
         ctx.output(KAFKA, SinkRows.of(coords, e.raw, settings.unmatchedTopic, e.eventTime));
-        String json = new Json()
+        byte[] json = new Json()
                 .put("event_id", e.eventId).put("event_time", e.eventTime).put("user_id", e.userId)
                 .put("session_id", e.sessionId).put("request_id", e.requestId).put("item_id", e.itemId)
                 .put("type", e.type).put("revenue", e.revenue).put("dwell_ms", e.dwellMs)
                 .put("position", e.position).put("reason", reason).put("source_topic", e.topic)
-                .put("source_partition", e.partition).put("source_offset", e.offset).done();
+                .put("source_partition", e.partition).put("source_offset", e.offset).bytes();
         out.collect(new PartitionRow(Names.UNMATCHED_DATASET, e.eventTime, settings.slicePartitionMs,
-                settings.maturityWindowMs, e.eventId, json, new String[] {coordsRef(e)}));
-    }
-
-    private static String coordsRef(InputEvent e) {
-        return Json.ref(e.topic, e.partition, e.offset);
+                settings.maturityWindowMs, e.eventId, json,
+                SourceRefs.of(settings.topicIndex(e.topic), e.partition, e.offset)));
     }
 
     private void label(InputEvent serving, RequestState s, Context ctx, Collector<PartitionRow> out) {
         Integer[] order = new Integer[serving.itemIds.length];
         for (int i = 0; i < order.length; i++) order[i] = i;
         java.util.Arrays.sort(order, Comparator.comparingInt(i -> serving.positions[i]));
-        String servingRef = Json.ref(serving.topic, serving.partition, serving.offset);
+        long[] servingRef = SourceRefs.of(settings.topicIndex(serving.topic), serving.partition, serving.offset);
         for (int i : order) {
             String item = serving.itemIds[i];
             RequestState.Outcome o = s.outcomes.getOrDefault(item, new RequestState.Outcome());
@@ -225,11 +222,8 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
             String key = serving.requestId + "/" + item;
             ctx.output(KAFKA, SinkRows.of(key, book.encode(Names.LABELLED_IMPRESSION, r), settings.labelledTopic,
                     serving.eventTime));
-            String[] refs = new String[1 + o.refs.size()];
-            refs[0] = servingRef;
-            for (int k = 0; k < o.refs.size(); k++) refs[k + 1] = o.refs.get(k);
             out.collect(new PartitionRow(Names.LABELLED_DATASET, serving.eventTime, settings.slicePartitionMs,
-                    settings.maturityWindowMs, key, Json.of(r).done(), refs));
+                    settings.maturityWindowMs, key, Json.of(r).bytes(), SourceRefs.concat(servingRef, o.refs)));
         }
     }
 }

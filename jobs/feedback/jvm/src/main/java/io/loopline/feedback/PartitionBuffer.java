@@ -13,7 +13,6 @@ import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 
 import java.io.ByteArrayOutputStream;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -41,11 +40,13 @@ public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, 
             new String[] {"dataset", "partition", "chunk", "chunks", "rows", "data"});
 
     private final int chunkRows;
+    private final String[] topics;
     private transient MapState<String, PartitionRow> rows;
     private transient ValueState<Boolean> armed;
 
-    public PartitionBuffer(int chunkRows) {
+    public PartitionBuffer(int chunkRows, String[] topics) {
         this.chunkRows = chunkRows;
+        this.topics = topics;
     }
 
     @Override
@@ -86,28 +87,15 @@ public class PartitionBuffer extends KeyedProcessFunction<String, PartitionRow, 
             Map<String, Map<Integer, long[]>> sources = new TreeMap<>();
             for (Map.Entry<String, PartitionRow> e : chunk) {
                 PartitionRow r = e.getValue();
-                lines.writeBytes(r.json.getBytes(StandardCharsets.UTF_8));
+                lines.writeBytes(r.json);
                 lines.write('\n');
                 min = Math.min(min, r.eventMs);
                 max = Math.max(max, r.eventMs);
-                for (String ref : r.refs) addRef(sources, ref);
+                SourceRefs.widen(sources, r.refs, topics);
             }
             out.collect(Row.of(key[0], key[1], c, chunks, summary(chunk.size(), min, max, sources),
                     lines.toByteArray()));
         }
-    }
-
-    /** Widen the offset range of a Json.ref `["topic",partition,offset]`. */
-    static void addRef(Map<String, Map<Integer, long[]>> sources, String ref) {
-        int endTopic = ref.lastIndexOf('"');
-        String topic = ref.substring(2, endTopic);
-        String[] rest = ref.substring(endTopic + 2, ref.length() - 1).split(",");
-        int partition = Integer.parseInt(rest[0]);
-        long offset = Long.parseLong(rest[1]);
-        long[] span = sources.computeIfAbsent(topic, t -> new TreeMap<>())
-                .computeIfAbsent(partition, p -> new long[] {offset, offset});
-        span[0] = Math.min(span[0], offset);
-        span[1] = Math.max(span[1], offset);
     }
 
     /** {"rows":n,"event_time_min":..,"event_time_max":..,"sources":{topic:{partition:[lo,hi]}}} */

@@ -21,14 +21,15 @@ public class PartitionRow {
     public String sortKey;
     /** The row's event time (the dataset's time column): the manifest's event-time range. */
     public long eventMs;
-    /** The inputs the row came from, as Json.ref arrays: the lineage's Kafka offset ranges. */
-    public String[] refs;
-    public String json;
+    /** The inputs the row came from ({@link SourceRefs}): the lineage's Kafka offset ranges. */
+    public long[] refs;
+    /** The row as one line of JSON, UTF-8: bytes, so moving it between operators is a copy. */
+    public byte[] json;
 
     public PartitionRow() {}
 
     PartitionRow(String dataset, long eventMs, long partitionMs, long finalDelayMs, String sortKey,
-                 String json, String[] refs) {
+                 byte[] json, long[] refs) {
         long start = eventMs - Math.floorMod(eventMs, partitionMs);
         this.dataset = dataset;
         this.partition = hourName(eventMs, partitionMs);

@@ -29,13 +29,14 @@ public class RequestState {
         public double revenue;
         public long dwellMs;
         public int interactions;
-        public List<String> refs = new ArrayList<>();
+        /** The joined interactions' coordinates ({@link SourceRefs}). */
+        public long[] refs = new long[0];
 
         public Outcome() {}
 
-        void add(InputEvent e) {
+        void add(InputEvent e, int topic) {
             interactions++;
-            refs.add(Json.ref(e.topic, e.partition, e.offset));
+            refs = SourceRefs.append(refs, topic, e.partition, e.offset);
             switch (e.type) {
                 case "click": clicked = true; break;
                 case "add_to_cart": addedToCart = true; break;

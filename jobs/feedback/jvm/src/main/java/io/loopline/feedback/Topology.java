@@ -63,7 +63,7 @@ public final class Topology {
     }
 
     public static SingleOutputStreamOperator<Row> partitions(DataStream<PartitionRow> rows, FeedbackSettings s) {
-        return rows.keyBy(new ByPartition()).process(new PartitionBuffer(s.partitionChunkRows), PartitionBuffer.TYPE);
+        return rows.keyBy(new ByPartition()).process(new PartitionBuffer(s.partitionChunkRows, s.sourceTopics()), PartitionBuffer.TYPE);
     }
 
     @SuppressWarnings("unchecked")

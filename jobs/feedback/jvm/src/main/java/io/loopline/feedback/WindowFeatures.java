@@ -2,22 +2,16 @@ package io.loopline.feedback;
 
 import org.apache.avro.generic.GenericRecord;
 import org.apache.flink.api.common.functions.OpenContext;
-import org.apache.flink.api.common.state.MapState;
-import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
-import org.apache.flink.api.common.typeinfo.Types;
-import org.apache.flink.api.java.typeutils.ListTypeInfo;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 import org.apache.flink.util.OutputTag;
 
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Per-entity window features with two outputs and two promises.
@@ -44,11 +38,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
 
     private final FeedbackSettings settings;
     private transient SchemaBook book;
-    private transient ValueState<EntityState> online;
-    private transient ValueState<EntityState> offline;
-    private transient MapState<Long, List<FeatureDelta>> pending;
-    private transient ValueState<Long> onlineEvaluatedAt;
-    private transient ValueState<Boolean> dirty;
+    private transient ValueState<FeatureState> state;
     private transient Counter updates;
     private transient Counter logged;
 
@@ -59,96 +49,118 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
     @Override
     public void open(OpenContext context) {
         book = new SchemaBook(List.of(), settings.readerSchemas);
-        TypeInformation<EntityState> entity = TypeInformation.of(EntityState.class);
-        online = getRuntimeContext().getState(new ValueStateDescriptor<>("online", entity));
-        offline = getRuntimeContext().getState(new ValueStateDescriptor<>("offline", entity));
-        pending = getRuntimeContext().getMapState(new MapStateDescriptor<>("pending", Types.LONG,
-                new ListTypeInfo<>(TypeInformation.of(FeatureDelta.class))));
-        onlineEvaluatedAt = getRuntimeContext().getState(new ValueStateDescriptor<>("online_at", Types.LONG));
-        dirty = getRuntimeContext().getState(new ValueStateDescriptor<>("dirty", Types.BOOLEAN));
+        state = getRuntimeContext().getState(
+                new ValueStateDescriptor<>("entity", TypeInformation.of(FeatureState.class)));
         updates = getRuntimeContext().getMetricGroup().addGroup("loopline").counter("feature_updates");
         logged = getRuntimeContext().getMetricGroup().addGroup("loopline").counter("feature_log_rows");
     }
 
     @Override
     public void processElement(FeatureDelta d, Context ctx, Collector<FeatureLogRow> out) throws Exception {
-        EntityState on = online.value();
-        if (on == null) {
-            on = new EntityState(d.kind);
+        FeatureState s = state.value();
+        if (s == null) {
+            s = new FeatureState(d.kind);
+        } else if (s.online == null) {
+            s.online = new EntityState(d.kind);
         }
-        for (long departure : on.apply(d)) {
-            ctx.timerService().registerEventTimeTimer(departure);
-        }
-        on.evict(on.latestMs);
-        online.update(on);
-        onlineEvaluatedAt.update(on.latestMs);
-        if (!Boolean.TRUE.equals(dirty.value())) {
-            dirty.update(true);
+        s.due.addAll(s.online.apply(d));
+        s.online.evict(s.online.latestMs);
+        s.onlineAt = s.online.latestMs;
+        if (!s.dirty) {
+            s.dirty = true;
             long now = ctx.timerService().currentProcessingTime();
             ctx.timerService().registerProcessingTimeTimer(now - now % settings.onlineFlushMs + settings.onlineFlushMs);
             // Processing-time timers do not fire once a bounded input has ended: flush then too.
             ctx.timerService().registerEventTimeTimer(END_OF_INPUT);
         }
         if (settings.offlineFeatureLog) {
-            List<FeatureDelta> at = pending.get(d.ts);
-            if (at == null) {
-                at = new ArrayList<>(2);
-            }
-            at.add(d);
-            pending.put(d.ts, at);
-            ctx.timerService().registerEventTimeTimer(d.ts);
+            s.addPending(d);
         }
+        arm(s, ctx);
+        state.update(s);
     }
 
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<FeatureLogRow> out) throws Exception {
-        if (ctx.timeDomain() == org.apache.flink.streaming.api.TimeDomain.PROCESSING_TIME) {
-            flushOnline(ctx);
+        FeatureState s = state.value();
+        if (s == null) {
             return;
         }
-        boolean end = ctx.timerService().currentWatermark() == Long.MAX_VALUE;
-        if (timestamp == END_OF_INPUT) {
-            flushOnline(ctx);
+        if (ctx.timeDomain() == org.apache.flink.streaming.api.TimeDomain.PROCESSING_TIME
+                || timestamp == END_OF_INPUT) {
+            flushOnline(s, ctx);
+            save(s);
             return;
         }
-        if (settings.offlineFeatureLog) {
-            offlineAt(timestamp, end, ctx, out);
+        if (timestamp == s.armedAt) {
+            s.armedAt = Long.MAX_VALUE;
         }
-        EntityState on = online.value();
-        Long at = onlineEvaluatedAt.value();
-        if (on != null && at != null && timestamp > at && !end) {
-            // Decay: a window of a quiet entity moved on; its online value is due again.
-            on.evict(timestamp);
-            emitOnline(on, timestamp, ctx);
-            dirty.clear();
-            if (on.isEmpty()) {
-                online.clear();
-                onlineEvaluatedAt.clear();
-            } else {
-                online.update(on);
-                onlineEvaluatedAt.update(timestamp);
+        // Every point due up to the watermark, in event-time order: what one Flink timer per
+        // point did, as the timer service fires all timers up to the new watermark in order.
+        long watermark = ctx.timerService().currentWatermark();
+        boolean end = watermark == Long.MAX_VALUE;
+        while (!s.due.isEmpty() && s.due.first() <= watermark) {
+            long t = s.due.pollFirst();
+            if (settings.offlineFeatureLog) {
+                offlineAt(s, t, end, ctx, out);
             }
+            if (s.online != null && t > s.onlineAt && !end) {
+                // Decay: a window of a quiet entity moved on; its online value is due again.
+                s.online.evict(t);
+                emitOnline(s.online, t, ctx);
+                s.dirty = false;
+                if (s.online.isEmpty()) {
+                    s.online = null;
+                    s.onlineAt = Long.MIN_VALUE;
+                } else {
+                    s.onlineAt = t;
+                }
+            }
+        }
+        arm(s, ctx);
+        save(s);
+    }
+
+    /** One event-time timer for the entity: at its earliest due point. */
+    private static void arm(FeatureState s, Context ctx) {
+        if (s.due.isEmpty()) {
+            return;
+        }
+        long next = s.due.first();
+        if (next < s.armedAt) {
+            if (s.armedAt != Long.MAX_VALUE) {
+                ctx.timerService().deleteEventTimeTimer(s.armedAt);
+            }
+            ctx.timerService().registerEventTimeTimer(next);
+            s.armedAt = next;
         }
     }
 
-    private void flushOnline(Context ctx) throws Exception {
-        if (Boolean.TRUE.equals(dirty.value())) {
-            EntityState on = online.value();
-            Long at = onlineEvaluatedAt.value();
-            if (on != null && at != null) {
-                emitOnline(on, at, ctx);
-            }
-            dirty.clear();
+    private void save(FeatureState s) throws Exception {
+        if (s.idle()) {
+            // A timer still armed finds no state and does nothing.
+            state.clear();
+        } else {
+            state.update(s);
         }
     }
 
-    private void offlineAt(long t, boolean end, OnTimerContext ctx, Collector<FeatureLogRow> out) throws Exception {
-        List<FeatureDelta> deltas = pending.get(t);
-        EntityState off = offline.value();
+    private void flushOnline(FeatureState s, Context ctx) {
+        if (s.dirty) {
+            if (s.online != null && s.onlineAt != Long.MIN_VALUE) {
+                emitOnline(s.online, s.onlineAt, ctx);
+            }
+            s.dirty = false;
+        }
+    }
+
+    private void offlineAt(FeatureState s, long t, boolean end, Context ctx, Collector<FeatureLogRow> out) {
+        List<FeatureDelta> deltas = s.pending.get(t);
+        EntityState off = s.offline;
         if (deltas == null && off == null) {
             return;
         }
-        if (end && deltas == null && (off == null || t > off.latestMs) && pending.isEmpty()) {
+        if (end && deltas == null && (off == null || t > off.latestMs) && s.pending.isEmpty()) {
             return; // a decay point past the entity's newest event, at the end of the input
         }
         if (off == null) {
@@ -156,20 +168,14 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
         }
         if (deltas != null) {
             for (FeatureDelta d : deltas) {
-                for (long departure : off.apply(d)) {
-                    ctx.timerService().registerEventTimeTimer(departure);
-                }
+                s.due.addAll(off.apply(d));
             }
-            pending.remove(t);
+            s.pending.remove(t);
         }
         off.evict(t);
         logged.inc();
         out.collect(off.row(ctx.getCurrentKey().substring(2), t, settings.positionBiasEta, settings.lastClickedN));
-        if (off.isEmpty() && pending.isEmpty()) {
-            offline.clear();
-        } else {
-            offline.update(off);
-        }
+        s.offline = off.isEmpty() && s.pending.isEmpty() ? null : off;
     }
 
     private void emitOnline(EntityState s, long at, Context ctx) {

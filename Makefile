@@ -21,7 +21,8 @@ PYTEST_ARGS ?=
 KAFKA_POM := infra/jvm/kafka-broker/pom.xml
 FLINK_POM := infra/jvm/flink-connectors/pom.xml
 # The feedback job's JVM operators (jobs/feedback/jvm), compiled against the wheel's Flink jars
-# and bundled with the libraries its pom names (Avro, kafka-clients) into one job jar.
+# and the Kafka connector (for its sink; the job ships the connector jar beside its own), and
+# bundled with the libraries its pom names (Avro, kafka-clients) into one job jar.
 FEEDBACK_POM := jobs/feedback/jvm/pom.xml
 FEEDBACK_SRC := $(shell find jobs/feedback/jvm -name '*.java')
 FEEDBACK_JAR := loopline-feedback-jvm.jar
@@ -69,7 +70,7 @@ $(STAMPS)/jars: $(KAFKA_POM) $(FLINK_POM) $(FEEDBACK_POM) $(FEEDBACK_SRC) $(METR
 		-DoutputDirectory=$(CURDIR)/$(JARS)/.new/feedback-deps -DincludeScope=runtime
 	pyflink=$$($(BIN)/python -c 'import os, pyflink; print(os.path.dirname(pyflink.__file__))'); \
 	javac --release 17 -nowarn -d $(JARS)/.new/classes \
-		-cp "$$pyflink/lib/*:$$(ls $$pyflink/opt/flink-python-*.jar):$(JARS)/.new/feedback-deps/*" $(FEEDBACK_SRC)
+		-cp "$$pyflink/lib/*:$$(ls $$pyflink/opt/flink-python-*.jar):$(JARS)/.new/feedback-deps/*:$(JARS)/.new/flink/*" $(FEEDBACK_SRC)
 	cd $(JARS)/.new/classes && for dep in ../feedback-deps/*.jar; do \
 		name=$$(basename $$dep); skip=; \
 		for u in $(FEEDBACK_UNBUNDLED); do case "$$name" in $$u-*) skip=1;; esac; done; \

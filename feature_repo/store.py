@@ -9,46 +9,19 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from feast import FeatureStore, RepoConfig
 
+from feature_repo.config import STORE_TYPES, FeastConfig, load_feast
 from feature_repo.errors import FeatureStoreError
-from loopline import settings
 from loopline.paths import PathsConfig, load_paths
 
 REPO_DIR = Path(__file__).parent
 
-_STORE_TYPES = {
-    "sqlite": "feature_repo.online_stores.NewestWinsSqliteOnlineStore",
-    "redis": "feature_repo.online_stores.NewestWinsRedisOnlineStore",
-}
-
-
-@dataclass(frozen=True)
-class FeastConfig:
-    """Online store selection ([feast] / LOOPLINE_FEAST_*)."""
-
-    online_store: str = "sqlite"
-    redis_connection_string: str = "127.0.0.1:6379"
-    project: str = "loopline"
-
-    def __post_init__(self) -> None:
-        if self.online_store not in _STORE_TYPES:
-            raise FeatureStoreError(
-                f"feast.online_store must be one of {sorted(_STORE_TYPES)}, "
-                f"got {self.online_store!r}"
-            )
-
-
-def load_feast(**overrides: object) -> FeastConfig:
-    return settings.load(FeastConfig, "feast", **overrides)
-
-
 def repo_config(feast: FeastConfig, paths: PathsConfig) -> RepoConfig:
-    online: dict[str, Any] = {"type": _STORE_TYPES[feast.online_store]}
+    online: dict[str, Any] = {"type": STORE_TYPES[feast.online_store]}
     if feast.online_store == "sqlite":
         online["path"] = str(paths.feast / "online.db")
     else:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from feature_repo.store import FeastConfig
+from feature_repo.config import FeastConfig
 from jobs.config import JobConfig
 from jobs.transforms import lineage
 from jobs.transforms.records import SinkRecord

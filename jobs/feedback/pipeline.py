@@ -1,4 +1,4 @@
-"""Wire the feedback job into Flink: Kafka source table → JVM operators → Kafka sink table.
+"""Wire the feedback job into Flink: Kafka source table → JVM operators → Kafka sink.
 
 The per-record path runs in the JVM (jobs/feedback/jvm, io.loopline.feedback): decode and
 validate (Avro's Java library), per-partition lateness, the label join, window features and
@@ -12,10 +12,9 @@ operator is the partition writer, which sees one element per released chunk of a
                                      ├─ slice rows ─┐
                                      └─ accepted ─ feature-deltas ─ keyBy(entity) ─ window-features
                                                       ├─ online updates (Kafka rows)
-                                                      └─ feature-log rows ─ keyBy(view|hour)
-                                                           ─ feature-log-buffer ─┐
+                                                      └─ feature-log chunks ─┐
       slice rows ─ keyBy(dataset|hour) ─ slice-buffer ─ partition-writer (Python) ─ lineage
-    all Kafka rows ─ one Kafka sink table (topic as metadata)
+    all Kafka rows ─ kafka-sink (Flink's KafkaSink, each row to its own topic)
 """
 
 from __future__ import annotations
@@ -35,10 +34,6 @@ from schemas.registry import SchemaRegistry
 from schemas.store import SchemaStore
 
 SOURCE_TABLE = "loopline_inputs"
-SINK_TABLE = "loopline_outputs"
-
-SINK_LINGER_MS = 20
-SINK_BATCH_BYTES = 256 * 1024
 
 SINK_ROW = Types.ROW_NAMED(
     ["k", "v", "topic", "ts"],
@@ -109,33 +104,6 @@ CREATE TEMPORARY TABLE {SOURCE_TABLE} (
 )"""
 
 
-def sink_ddl(run: RunContext, kafka: KafkaConfig) -> str:
-    options = {
-        "connector": "kafka",
-        "topic": ";".join(run.job.output_topics),
-        "key.format": "raw",
-        "key.fields": "k",
-        "value.format": "raw",
-        "value.fields-include": "EXCEPT_KEY",
-        "sink.delivery-guarantee": "at-least-once",
-        # Batches of up to 256 KiB, waiting up to 20 ms to fill: ~3 output records per input
-        # event arrive in small sends otherwise, and the broker's CPU per request halved
-        # (measured: 15 s -> 8 s of broker CPU per 100 K events). Only adds <= 20 ms latency.
-        "properties.linger.ms": str(SINK_LINGER_MS),
-        "properties.batch.size": str(SINK_BATCH_BYTES),
-        **kafka.flink_properties(),
-    }
-    return f"""
-CREATE TEMPORARY TABLE {SINK_TABLE} (
-  `k` BYTES,
-  `v` BYTES,
-  `topic` STRING METADATA,
-  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp'
-) WITH (
-  {_options(options)}
-)"""
-
-
 def published_schemas(run: RunContext) -> list[dict[str, Any]]:
     """Writer schemas on the schemas topic now (newer ones are fetched by the JVM on sight)."""
     if not run.job.schema_registry or run.kafka is None:
@@ -160,7 +128,6 @@ def build(
                       published_schemas(run))
     )
     t_env.execute_sql(source_ddl(run, kafka))
-    t_env.execute_sql(sink_ddl(run, kafka))
     source = t_env.to_data_stream(
         t_env.sql_query(
             # rowtime stays in: it becomes each record's timestamp (end-of-input-watermark).
@@ -180,9 +147,8 @@ def build(
     deltas = step(topology.featureDeltas(topology.accepted(joined)), "feature-deltas")
     features = step(topology.features(deltas, settings), "window-features")
     slices = step(topology.partitions(joined, settings), "slice-buffer")
-    feature_log = step(topology.featureLog(features, settings), "feature-log-buffer")
     lineage_rows = _named(
-        DataStream(topology.unionAll([slices, feature_log])).map(PartitionWriter(run),
+        DataStream(topology.unionAll([slices, features])).map(PartitionWriter(run),
                                                                   output_type=SINK_ROW),
         "partition-writer",
     )
@@ -193,6 +159,4 @@ def build(
         topology.onlineUpdates(features),
         lineage_rows._j_data_stream,
     ])
-    statements = t_env.create_statement_set()
-    statements.add_insert(SINK_TABLE, t_env.from_data_stream(DataStream(kafka_rows)))
-    statements.attach_as_datastream()
+    topology.kafkaSink(kafka_rows, settings, "kafka-sink")

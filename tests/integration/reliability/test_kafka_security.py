@@ -22,7 +22,7 @@ from infra.config import ServicesConfig
 from infra.flink_cluster import FlinkCluster
 from infra.kafka_broker import KafkaBroker, SaslPlain
 from infra.stack import Stack
-from jobs.feedback import pipeline
+from jobs.feedback import jvm_settings, pipeline
 from jobs.feedback.context import RunContext
 from jobs.reconcile import read_topic, reconcile
 from loopline.kafka import KafkaConfig, load_kafka
@@ -148,8 +148,8 @@ def test_security_settings_reach_every_client(
     jaas = ('org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.'
             'ScramLoginModule required '
             'username="loopline-job" password="pa\'ss\\"w\\\\rd-0123456789";')
-    for ddl in (pipeline.source_ddl(run, kafka), pipeline.sink_ddl(run, kafka)):
-        options = _options(ddl)
+    sink = {f"properties.{k}": v for k, v in jvm_settings.sink_properties(kafka).items()}
+    for options in (_options(pipeline.source_ddl(run, kafka)), sink):
         assert options["properties.bootstrap.servers"] == SECURE[
             "LOOPLINE_KAFKA_BOOTSTRAP_SERVERS"]
         assert options["properties.security.protocol"] == "SASL_SSL"
@@ -168,14 +168,12 @@ def test_the_job_ddl_with_quoted_credentials_is_valid_flink_sql(tmp_path: Path) 
                         sasl_password=PASSWORD, ssl_cafile=SECURE["LOOPLINE_KAFKA_SSL_CAFILE"])
     run = RunContext(case_job(), FeastConfig(), PathsConfig(home=tmp_path), "r", "c", kafka)
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    for ddl, table in ((pipeline.source_ddl(run, kafka), pipeline.SOURCE_TABLE),
-                       (pipeline.sink_ddl(run, kafka), pipeline.SINK_TABLE)):
-        t_env.execute_sql(ddl)
-        rows = t_env.execute_sql(f"SHOW CREATE TABLE {table}").collect()
-        shown = _options(str(next(iter(rows))[0]))
-        assert shown["properties.sasl.jaas.config"].endswith(
-            'password="pa\'ss\\"w\\\\rd-0123456789";')
-        assert shown["properties.security.protocol"] == "SASL_SSL"
+    t_env.execute_sql(pipeline.source_ddl(run, kafka))
+    rows = t_env.execute_sql(f"SHOW CREATE TABLE {pipeline.SOURCE_TABLE}").collect()
+    shown = _options(str(next(iter(rows))[0]))
+    assert shown["properties.sasl.jaas.config"].endswith(
+        'password="pa\'ss\\"w\\\\rd-0123456789";')
+    assert shown["properties.security.protocol"] == "SASL_SSL"
 
 
 # -- a real SASL/PLAIN broker ----------------------------------------------------------------

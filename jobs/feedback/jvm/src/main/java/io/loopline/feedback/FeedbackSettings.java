@@ -43,6 +43,8 @@ public final class FeedbackSettings implements Serializable {
     /** Schemas topic and Kafka client properties, or null: no refresh on unknown fingerprints. */
     public final String schemasTopic;
     public final Map<String, String> kafkaProperties;
+    /** The Kafka sink's producer properties (the connector's shaded client). */
+    public final Map<String, String> sinkProperties;
 
     private FeedbackSettings(JsonNode n) {
         runId = n.path("run_id").asText();
@@ -70,6 +72,8 @@ public final class FeedbackSettings implements Serializable {
         schemasTopic = n.path("schemas_topic").isTextual() ? n.path("schemas_topic").asText() : null;
         kafkaProperties = new HashMap<>();
         n.path("kafka_properties").fields().forEachRemaining(e -> kafkaProperties.put(e.getKey(), e.getValue().asText()));
+        sinkProperties = new HashMap<>();
+        n.path("sink_properties").fields().forEachRemaining(e -> sinkProperties.put(e.getKey(), e.getValue().asText()));
     }
 
     /** The topics the job reads, in a fixed order: {@link SourceRefs} index into it. */

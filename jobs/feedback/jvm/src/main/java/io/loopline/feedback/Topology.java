@@ -49,21 +49,23 @@ public final class Topology {
         return accepted.flatMap(new FeatureDelta.FromEvents());
     }
 
-    public static SingleOutputStreamOperator<FeatureLogRow> features(DataStream<FeatureDelta> deltas, FeedbackSettings s) {
-        return deltas.keyBy(new ByEntity()).process(new WindowFeatures(s));
+    /** Main output: chunks of the offline feature log (as the slice buffer's); side: online updates. */
+    public static SingleOutputStreamOperator<Row> features(DataStream<FeatureDelta> deltas, FeedbackSettings s) {
+        return deltas.keyBy(new ByEntity())
+                .transform("window-features", PartitionBuffer.TYPE, new WindowFeatures.Operator(new WindowFeatures(s)));
     }
 
-    public static SingleOutputStreamOperator<Row> featureLog(DataStream<FeatureLogRow> rows, FeedbackSettings s) {
-        return rows.keyBy(new ByLogPartition(s.slicePartitionMs))
-                .process(new FeatureLogBuffer(s.slicePartitionMs, s.partitionChunkRows), PartitionBuffer.TYPE);
-    }
-
-    public static DataStream<Row> onlineUpdates(SingleOutputStreamOperator<FeatureLogRow> features) {
+    public static DataStream<Row> onlineUpdates(SingleOutputStreamOperator<Row> features) {
         return features.getSideOutput(WindowFeatures.ONLINE);
     }
 
     public static SingleOutputStreamOperator<Row> partitions(DataStream<PartitionRow> rows, FeedbackSettings s) {
         return rows.keyBy(new ByPartition()).process(new PartitionBuffer(s.partitionChunkRows, s.sourceTopics()), PartitionBuffer.TYPE);
+    }
+
+    /** Every Kafka output row to its topic (named and uid'd `name`). */
+    public static void kafkaSink(DataStream<Row> rows, FeedbackSettings s, String name) {
+        KafkaRows.sink(rows, s, name);
     }
 
     @SuppressWarnings("unchecked")
@@ -97,20 +99,6 @@ public final class Topology {
         @Override
         public String getKey(FeatureDelta d) {
             return d.key();
-        }
-    }
-
-    public static final class ByLogPartition implements KeySelector<FeatureLogRow, String> {
-        private static final long serialVersionUID = 1L;
-        private final long partitionMs;
-
-        public ByLogPartition(long partitionMs) {
-            this.partitionMs = partitionMs;
-        }
-
-        @Override
-        public String getKey(FeatureLogRow r) {
-            return FeatureLogBuffer.keyOf(r, partitionMs);
         }
     }
 

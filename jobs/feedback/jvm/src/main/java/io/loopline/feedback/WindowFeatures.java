@@ -2,10 +2,18 @@ package io.loopline.feedback;
 
 import org.apache.avro.generic.GenericRecord;
 import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.ListState;
+import org.apache.flink.api.common.state.ListStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.metrics.Counter;
+import org.apache.flink.runtime.state.FunctionInitializationContext;
+import org.apache.flink.runtime.state.FunctionSnapshotContext;
+import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
+import org.apache.flink.streaming.api.operators.KeyedProcessOperator;
+import org.apache.flink.streaming.api.watermark.Watermark;
+import org.apache.flink.streaming.runtime.streamrecord.StreamRecord;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
@@ -21,16 +29,19 @@ import java.util.List;
  * (processing time), and re-emitted when the watermark passes a point where a window empties
  * out (decay). Newest event time wins downstream.
  *
- * Offline (main output, rows of the offline feature log, FeatureLogRow): deltas wait in state until the
- * watermark passes their event time and are applied in event-time order, so each row carries
- * the event time at which its values became true and depends only on events at or before it,
- * whatever order or speed the topics are read at. A row is also written where a bucket leaves
- * a window, so the log is exact between rows (point-in-time joins read it as of any time).
+ * Offline (main output: chunks of the offline feature log, {@link FeatureLogChunks}): deltas
+ * wait in state until the watermark passes their event time and are applied in event-time
+ * order, so each row carries the event time at which its values became true and depends
+ * only on events at or before it, whatever order or speed the topics are read at. A row is
+ * also written where a bucket leaves a window, so the log is exact between rows
+ * (point-in-time joins read it as of any time). An entity's due points live in its state
+ * ({@link FeatureState}) behind one Flink timer, at the earliest.
  *
  * At the end of a bounded input (watermark = MAX) no decay beyond the entity's own newest
  * event is applied: the end of a replay is not the passage of time.
  */
-public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, FeatureLogRow> {
+public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, Row>
+        implements CheckpointedFunction {
     private static final long serialVersionUID = 1L;
     /** Fires only when a bounded input is exhausted (watermark MAX). */
     static final long END_OF_INPUT = Long.MAX_VALUE - 1;
@@ -41,6 +52,9 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
     private transient ValueState<FeatureState> state;
     private transient Counter updates;
     private transient Counter logged;
+    /** The offline log's open partitions: operator state, not keyed (see FeatureLogChunks). */
+    private transient FeatureLogChunks chunks;
+    private transient ListState<FeatureLogRow> unreleased;
 
     public WindowFeatures(FeedbackSettings settings) {
         this.settings = settings;
@@ -56,7 +70,27 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
     }
 
     @Override
-    public void processElement(FeatureDelta d, Context ctx, Collector<FeatureLogRow> out) throws Exception {
+    public void initializeState(FunctionInitializationContext context) throws Exception {
+        chunks = new FeatureLogChunks(settings.slicePartitionMs, settings.partitionChunkRows);
+        unreleased = context.getOperatorStateStore().getListState(
+                new ListStateDescriptor<>("feature-log-unreleased", TypeInformation.of(FeatureLogRow.class)));
+        for (FeatureLogRow row : unreleased.get()) {
+            chunks.add(row);
+        }
+    }
+
+    @Override
+    public void snapshotState(FunctionSnapshotContext context) throws Exception {
+        unreleased.update(chunks.rows());
+    }
+
+    /** Partitions of the offline log the watermark has passed (see Operator). */
+    List<Row> release(long watermark) {
+        return chunks.release(watermark);
+    }
+
+    @Override
+    public void processElement(FeatureDelta d, Context ctx, Collector<Row> out) throws Exception {
         FeatureState s = state.value();
         if (s == null) {
             s = new FeatureState(d.kind);
@@ -81,7 +115,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
     }
 
     @Override
-    public void onTimer(long timestamp, OnTimerContext ctx, Collector<FeatureLogRow> out) throws Exception {
+    public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
         FeatureState s = state.value();
         if (s == null) {
             return;
@@ -102,7 +136,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
         while (!s.due.isEmpty() && s.due.first() <= watermark) {
             long t = s.due.pollFirst();
             if (settings.offlineFeatureLog) {
-                offlineAt(s, t, end, ctx, out);
+                offlineAt(s, t, end, ctx);
             }
             if (s.online != null && t > s.onlineAt && !end) {
                 // Decay: a window of a quiet entity moved on; its online value is due again.
@@ -154,7 +188,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
         }
     }
 
-    private void offlineAt(FeatureState s, long t, boolean end, Context ctx, Collector<FeatureLogRow> out) {
+    private void offlineAt(FeatureState s, long t, boolean end, Context ctx) {
         List<FeatureDelta> deltas = s.pending.get(t);
         EntityState off = s.offline;
         if (deltas == null && off == null) {
@@ -174,7 +208,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
         }
         off.evict(t);
         logged.inc();
-        out.collect(off.row(ctx.getCurrentKey().substring(2), t, settings.positionBiasEta, settings.lastClickedN));
+        chunks.add(off.row(ctx.getCurrentKey().substring(2), t, settings.positionBiasEta, settings.lastClickedN));
         s.offline = off.isEmpty() && s.pending.isEmpty() ? null : off;
     }
 
@@ -191,5 +225,34 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, F
         updates.inc();
         ctx.output(ONLINE, SinkRows.of(view + ":" + entity, book.encode(Names.FEATURE_UPDATE, r),
                 settings.featureUpdatesTopic, at));
+    }
+
+    /**
+     * Releases the offline log's finished partitions once every timer up to a watermark has
+     * fired: only then is an hour's last row in. Timers fire synchronously here (this
+     * operator does not opt in to interruptible timers), so the release sees all of them.
+     */
+    public static final class Operator extends KeyedProcessOperator<String, FeatureDelta, Row> {
+        private static final long serialVersionUID = 1L;
+
+        public Operator(WindowFeatures features) {
+            super(features);
+        }
+
+        @Override
+        public boolean useInterruptibleTimers() {
+            return false;
+        }
+
+        @Override
+        public void processWatermark(Watermark mark) throws Exception {
+            if (timeServiceManager != null) {
+                timeServiceManager.advanceWatermark(mark);
+            }
+            for (Row chunk : ((WindowFeatures) userFunction).release(mark.getTimestamp())) {
+                output.collect(new StreamRecord<>(chunk));
+            }
+            output.emitWatermark(mark);
+        }
     }
 }

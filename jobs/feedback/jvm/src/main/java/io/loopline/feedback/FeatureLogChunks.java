@@ -1,15 +1,6 @@
 package io.loopline.feedback;
 
-import org.apache.flink.api.common.functions.OpenContext;
-import org.apache.flink.api.common.state.ListState;
-import org.apache.flink.api.common.state.ListStateDescriptor;
-import org.apache.flink.api.common.state.ValueState;
-import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.TypeInformation;
-import org.apache.flink.api.common.typeinfo.Types;
-import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.types.Row;
-import org.apache.flink.util.Collector;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -17,71 +8,76 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 
 /**
- * Collects one event-time partition (an hour) of one view's offline feature log and releases
- * it when the watermark passes its end: rows in (entity, time) order, in chunks, each encoded
- * as columns (below) for the Python writer, which maps them onto Arrow without parsing text.
- * Key order makes the chunks, and so the files and their fingerprints, the same whenever the
- * partition is released again after a recovery.
+ * The open event-time partitions (hours) of the offline feature log in one window-features
+ * subtask: rows are added as the watermark makes them final, and a partition is released
+ * once the watermark passes its end, per view, in (entity, time) order and in chunks, each
+ * encoded as columns (below) for the Python writer, which maps them onto Arrow without
+ * parsing text. Kept beside the features rather than behind a shuffle: moving 5–6 rows per
+ * input event to a keyed buffer operator cost more than computing them. Order makes the
+ * chunks, and so the files and their content fingerprints, the same whenever a partition is
+ * released again after a recovery (the buffer is operator state, checkpointed with the
+ * entities). With several subtasks each writes its own files for an hour; readers read a
+ * view's folder, whatever the number of files.
  *
  * Chunk layout, little-endian: int32 version (1), int32 rows, int32 columns; per column an
  * int16-length UTF-8 name, a type byte ('S' text: int32 offsets[rows + 1], int32 length,
  * bytes — Arrow's string layout; 'L' int64[rows]; 'D' float64[rows]), then its data.
  */
-public class FeatureLogBuffer extends KeyedProcessFunction<String, FeatureLogRow, Row> {
-    private static final long serialVersionUID = 1L;
+final class FeatureLogChunks {
     static final int VERSION = 1;
+    private static final Comparator<FeatureLogRow> ORDER =
+            Comparator.comparing((FeatureLogRow r) -> r.entityId).thenComparingLong(r -> r.ts);
 
     private final long partitionMs;
     private final int chunkRows;
-    private transient ListState<FeatureLogRow> rows;
-    private transient ValueState<Boolean> armed;
+    /** Rows by partition end, then by kind (view). */
+    private final TreeMap<Long, TreeMap<Byte, List<FeatureLogRow>>> open = new TreeMap<>();
 
-    public FeatureLogBuffer(long partitionMs, int chunkRows) {
+    FeatureLogChunks(long partitionMs, int chunkRows) {
         this.partitionMs = partitionMs;
         this.chunkRows = chunkRows;
     }
 
-    /** view|partition name: the buffer's key. */
-    public static String keyOf(FeatureLogRow row, long partitionMs) {
-        return row.view() + "|" + PartitionRow.hourName(row.ts, partitionMs);
+    void add(FeatureLogRow row) {
+        long end = row.ts - Math.floorMod(row.ts, partitionMs) + partitionMs;
+        open.computeIfAbsent(end, e -> new TreeMap<>())
+                .computeIfAbsent(row.kind, k -> new ArrayList<>()).add(row);
     }
 
-    @Override
-    public void open(OpenContext context) {
-        rows = getRuntimeContext().getListState(
-                new ListStateDescriptor<>("rows", TypeInformation.of(FeatureLogRow.class)));
-        armed = getRuntimeContext().getState(new ValueStateDescriptor<>("armed", Types.BOOLEAN));
-    }
-
-    @Override
-    public void processElement(FeatureLogRow row, Context ctx, Collector<Row> out) throws Exception {
-        rows.add(row);
-        if (!Boolean.TRUE.equals(armed.value())) {
-            armed.update(true);
-            ctx.timerService().registerEventTimeTimer(row.ts - Math.floorMod(row.ts, partitionMs) + partitionMs);
-        }
-    }
-
-    @Override
-    public void onTimer(long timestamp, OnTimerContext ctx, Collector<Row> out) throws Exception {
+    /** Every row not yet released (what a checkpoint keeps). */
+    List<FeatureLogRow> rows() {
         List<FeatureLogRow> all = new ArrayList<>();
-        for (FeatureLogRow r : rows.get()) {
-            all.add(r);
+        for (TreeMap<Byte, List<FeatureLogRow>> views : open.values()) {
+            for (List<FeatureLogRow> rows : views.values()) all.addAll(rows);
         }
-        rows.clear();
-        armed.clear();
-        if (all.isEmpty()) {
-            return;
+        return all;
+    }
+
+    /**
+     * Chunks of every partition that ended at or before `watermark`, as partition-writer rows
+     * (dataset feature_log/&lt;view&gt;, partition, chunk, chunks, no summary, data).
+     */
+    List<Row> release(long watermark) {
+        List<Row> out = new ArrayList<>();
+        while (!open.isEmpty() && open.firstKey() <= watermark) {
+            Map.Entry<Long, TreeMap<Byte, List<FeatureLogRow>>> partition = open.pollFirstEntry();
+            for (List<FeatureLogRow> all : partition.getValue().values()) {
+                all.sort(ORDER);
+                FeatureLogRow first = all.get(0);
+                String dataset = Names.FEATURE_LOG_DATASET + "/" + first.view();
+                String name = PartitionRow.hourName(first.ts, partitionMs);
+                int chunks = (all.size() + chunkRows - 1) / chunkRows;
+                for (int c = 0; c < chunks; c++) {
+                    List<FeatureLogRow> chunk = all.subList(c * chunkRows, Math.min(all.size(), (c + 1) * chunkRows));
+                    out.add(Row.of(dataset, name, c, chunks, null, encode(chunk)));
+                }
+            }
         }
-        all.sort(Comparator.comparing((FeatureLogRow r) -> r.entityId).thenComparingLong(r -> r.ts));
-        String[] key = ctx.getCurrentKey().split("\\|", 2);
-        int chunks = (all.size() + chunkRows - 1) / chunkRows;
-        for (int c = 0; c < chunks; c++) {
-            List<FeatureLogRow> chunk = all.subList(c * chunkRows, Math.min(all.size(), (c + 1) * chunkRows));
-            out.collect(Row.of(Names.FEATURE_LOG_DATASET + "/" + key[0], key[1], c, chunks, null, encode(chunk)));
-        }
+        return out;
     }
 
     static byte[] encode(List<FeatureLogRow> rows) {

@@ -34,7 +34,7 @@ ATTEMPTS = 2
 # The stable operator names of jobs/feedback/pipeline.py (and its source table) that a task
 # running Python code can carry.
 OPERATORS = ("end-of-input-watermark", "decode-validate", "label-join", "feature-deltas",
-             "window-features", "slice-buffer", "feature-log-buffer", "partition-writer")
+             "window-features", "slice-buffer", "partition-writer")
 
 
 def test_python_worker_killed_on_every_attempt_fails_cleanly_naming_the_operator(

@@ -1,17 +1,19 @@
 package io.loopline.feedback;
 
-import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.Iterator;
-import java.util.List;
+import java.util.Arrays;
 import java.util.Map;
-import java.util.TreeMap;
 
 /**
  * Bucketed window counters of one entity. A value at time `at` counts every bucket any part
  * of which lies in (at - window, at]: exact up to one bucket at the old edge of the window
  * (1 min for the 1 h window, 15 min for the 24 h one). The value can only change at an event
- * or when a bucket leaves a window (start + bucket + window): {@link #departures}.
+ * or when a bucket leaves a window (start + bucket + window): the departures {@link #apply}
+ * reports.
+ *
+ * Buckets are kept per window as an array in start order (at most 61 and 97 of them), not a
+ * sorted map: events arrive nearly in time order, so a delta almost always lands in the
+ * newest bucket, and boxed-key tree maps were a tenth of the job's CPU. Plain arrays of
+ * plain objects also let Flink's POJO serializer checkpoint the state without Kryo.
  */
 public class EntityState {
     static final long[] WINDOW_MS = {3_600_000L, 86_400_000L};
@@ -21,40 +23,35 @@ public class EntityState {
     static final int CLICK_WINDOW = 1;
 
     public byte kind;
-    public List<TreeMap<Long, Bucket>> windows = new ArrayList<>();
+    /** Per window, its buckets in start order. */
+    public Bucket[][] windows;
     /**
      * Per window, the sum of its buckets, kept by apply and evict: row() reads it instead of
-     * adding up to 96 buckets for every row (that loop was a fifth of the job's CPU). Integer
-     * sums, so it is exactly the loop's result.
+     * adding up to 96 buckets for every row. Integer sums, so it is exactly the loop's result.
      */
-    public List<Bucket> sums = new ArrayList<>();
-    /** Distinct clicked items, each with its newest click time. */
-    public Map<String, Long> clicked = new HashMap<>();
+    public Bucket[] sums;
+    /** Distinct clicked items, each with its newest click time (parallel arrays). */
+    public String[] clickedItems = new String[0];
+    public long[] clickedTs = new long[0];
+    /** No click leaves the window before this time: evict looks at clicks only from then. */
+    public long clickEvictAt = Long.MAX_VALUE;
     public long latestMs = Long.MIN_VALUE;
 
     public EntityState() {}
 
     EntityState(byte kind) {
         this.kind = kind;
+        windows = new Bucket[WINDOW_MS.length][];
+        sums = new Bucket[WINDOW_MS.length];
         for (int w = 0; w < WINDOW_MS.length; w++) {
-            windows.add(new TreeMap<>());
-            sums.add(new Bucket());
-        }
-    }
-
-    /** State written before the sums existed: rebuild them from the buckets. */
-    private void ensureSums() {
-        if (sums.size() == windows.size()) return;
-        sums = new ArrayList<>();
-        for (TreeMap<Long, Bucket> w : windows) {
-            Bucket sum = new Bucket();
-            for (Bucket b : w.values()) sum.add(b, 1);
-            sums.add(sum);
+            windows[w] = new Bucket[0];
+            sums[w] = new Bucket();
         }
     }
 
     /** Counters of one time bucket. */
     public static class Bucket {
+        public long start;
         public long impressions;
         public long clicks;
         public long purchases;
@@ -73,7 +70,7 @@ public class EntityState {
             revenueMicros += d.revenueMicros;
             if (d.position >= 0 && d.impressions > 0) {
                 if (byPosition.length <= d.position) {
-                    byPosition = java.util.Arrays.copyOf(byPosition, d.position + 1);
+                    byPosition = Arrays.copyOf(byPosition, d.position + 1);
                 }
                 byPosition[d.position] += d.impressions;
             }
@@ -87,58 +84,121 @@ public class EntityState {
             addToCart += sign * other.addToCart;
             revenueMicros += sign * other.revenueMicros;
             if (byPosition.length < other.byPosition.length) {
-                byPosition = java.util.Arrays.copyOf(byPosition, other.byPosition.length);
+                byPosition = Arrays.copyOf(byPosition, other.byPosition.length);
             }
             for (int p = 0; p < other.byPosition.length; p++) byPosition[p] += sign * other.byPosition[p];
         }
     }
 
-    /** Apply a delta; returns the departure times of buckets this delta created. */
-    List<Long> apply(FeatureDelta d) {
-        ensureSums();
-        List<Long> created = new ArrayList<>(2);
+    /**
+     * Apply a delta; writes the departure times of the buckets it created into `created`
+     * (room for one per window) and returns how many.
+     */
+    int apply(FeatureDelta d, long[] created) {
+        int n = 0;
         for (int w = 0; w < WINDOW_MS.length; w++) {
             long start = d.ts - Math.floorMod(d.ts, BUCKET_MS[w]);
-            Bucket b = windows.get(w).get(start);
-            if (b == null) {
+            Bucket[] buckets = windows[w];
+            int i = find(buckets, start);
+            Bucket b;
+            if (i >= 0) {
+                b = buckets[i];
+            } else {
                 b = new Bucket();
-                windows.get(w).put(start, b);
-                created.add(start + BUCKET_MS[w] + WINDOW_MS[w]);
+                b.start = start;
+                windows[w] = insert(buckets, -i - 1, b);
+                created[n++] = start + BUCKET_MS[w] + WINDOW_MS[w];
             }
             b.add(d);
-            sums.get(w).add(d);
+            sums[w].add(d);
         }
         if (d.clickedItem != null) {
-            clicked.merge(d.clickedItem, d.ts, Math::max);
+            click(d.clickedItem, d.ts);
         }
         latestMs = Math.max(latestMs, d.ts);
-        return created;
+        return n;
+    }
+
+    /** Index of the bucket starting at `start`, else -(insertion point) - 1. The newest bucket
+     * is checked first: nearly every delta lands there or after it. */
+    private static int find(Bucket[] buckets, long start) {
+        int last = buckets.length - 1;
+        if (last < 0 || buckets[last].start < start) return -buckets.length - 1;
+        if (buckets[last].start == start) return last;
+        int lo = 0, hi = last - 1;
+        while (lo <= hi) {
+            int mid = (lo + hi) >>> 1;
+            long s = buckets[mid].start;
+            if (s < start) lo = mid + 1;
+            else if (s > start) hi = mid - 1;
+            else return mid;
+        }
+        return -lo - 1;
+    }
+
+    private static Bucket[] insert(Bucket[] buckets, int at, Bucket b) {
+        Bucket[] out = new Bucket[buckets.length + 1];
+        System.arraycopy(buckets, 0, out, 0, at);
+        out[at] = b;
+        System.arraycopy(buckets, at, out, at + 1, buckets.length - at);
+        return out;
+    }
+
+    private void click(String item, long ts) {
+        for (int i = 0; i < clickedItems.length; i++) {
+            if (clickedItems[i].equals(item)) {
+                clickedTs[i] = Math.max(clickedTs[i], ts);
+                return;
+            }
+        }
+        clickedItems = Arrays.copyOf(clickedItems, clickedItems.length + 1);
+        clickedTs = Arrays.copyOf(clickedTs, clickedTs.length + 1);
+        clickedItems[clickedItems.length - 1] = item;
+        clickedTs[clickedTs.length - 1] = ts;
+        clickEvictAt = Math.min(clickEvictAt, clickDeparture(ts));
+    }
+
+    /** When a click at `ts` stops counting: its 24 h bucket leaves the window. */
+    private static long clickDeparture(long ts) {
+        long bucket = BUCKET_MS[CLICK_WINDOW];
+        return ts - Math.floorMod(ts, bucket) + bucket + WINDOW_MS[CLICK_WINDOW];
     }
 
     /** Drop buckets (and clicks) that no longer count at `at`. */
     void evict(long at) {
-        ensureSums();
         for (int w = 0; w < WINDOW_MS.length; w++) {
-            Iterator<Map.Entry<Long, Bucket>> it = windows.get(w).entrySet().iterator();
-            while (it.hasNext()) {
-                Map.Entry<Long, Bucket> e = it.next();
-                if (e.getKey() + BUCKET_MS[w] > at - WINDOW_MS[w]) {
-                    break; // sorted by start: the rest still count
-                }
-                sums.get(w).add(e.getValue(), -1);
-                it.remove();
+            Bucket[] buckets = windows[w];
+            int k = 0;
+            while (k < buckets.length && buckets[k].start + BUCKET_MS[w] <= at - WINDOW_MS[w]) {
+                sums[w].add(buckets[k], -1);
+                k++;
+            }
+            if (k > 0) {
+                windows[w] = Arrays.copyOfRange(buckets, k, buckets.length);
             }
         }
-        long bucket = BUCKET_MS[CLICK_WINDOW];
-        long window = WINDOW_MS[CLICK_WINDOW];
-        clicked.values().removeIf(ts -> ts - Math.floorMod(ts, bucket) + bucket <= at - window);
+        if (at >= clickEvictAt) {
+            int kept = 0;
+            long next = Long.MAX_VALUE;
+            for (int i = 0; i < clickedItems.length; i++) {
+                long departure = clickDeparture(clickedTs[i]);
+                if (at >= departure) continue;
+                clickedItems[kept] = clickedItems[i];
+                clickedTs[kept] = clickedTs[i];
+                kept++;
+                next = Math.min(next, departure);
+            }
+            clickedItems = Arrays.copyOf(clickedItems, kept);
+            clickedTs = Arrays.copyOf(clickedTs, kept);
+            clickEvictAt = next;
+        }
     }
 
     boolean isEmpty() {
-        for (TreeMap<Long, Bucket> w : windows) {
-            if (!w.isEmpty()) return false;
+        for (Bucket[] w : windows) {
+            if (w.length > 0) return false;
         }
-        return clicked.isEmpty();
+        return clickedItems.length == 0;
     }
 
     /** Feature values at `at` (call evict(at) first), in {@link FeatureColumns} order. */
@@ -150,7 +210,6 @@ public class EntityState {
         boolean user = kind == FeatureDelta.USER;
         row.longs = new long[user ? 6 : 8];
         row.doubles = new double[user ? 2 : 6];
-        ensureSums();
         for (int w = 0; w < WINDOW_MS.length; w++) {
             Bucket total = inWindow(w, at);
             long imp = total.impressions, clk = total.clicks, pur = total.purchases;
@@ -184,16 +243,15 @@ public class EntityState {
     /** The buckets of window `w` that count at `at`: the running sum when every bucket does
      * (always, after evict(at) with no bucket newer than `at`), else added up. */
     private Bucket inWindow(int w, long at) {
-        TreeMap<Long, Bucket> buckets = windows.get(w);
-        if (buckets.isEmpty()
-                || (buckets.lastKey() <= at && buckets.firstKey() + BUCKET_MS[w] > at - WINDOW_MS[w])) {
-            return sums.get(w);
+        Bucket[] buckets = windows[w];
+        if (buckets.length == 0
+                || (buckets[buckets.length - 1].start <= at && buckets[0].start + BUCKET_MS[w] > at - WINDOW_MS[w])) {
+            return sums[w];
         }
         Bucket total = new Bucket();
-        for (Map.Entry<Long, Bucket> e : buckets.entrySet()) {
-            long start = e.getKey();
-            if (start > at || start + BUCKET_MS[w] <= at - WINDOW_MS[w]) continue;
-            total.add(e.getValue(), 1);
+        for (Bucket b : buckets) {
+            if (b.start > at || b.start + BUCKET_MS[w] <= at - WINDOW_MS[w]) continue;
+            total.add(b, 1);
         }
         return total;
     }
@@ -215,21 +273,24 @@ public class EntityState {
         return eta == 1.0 ? 1.0 / (1.0 + position) : Math.pow(1.0 + position, -eta);
     }
 
+    /** Up to n distinct items clicked in the window before `at`, newest first; a tie in time
+     * is broken by item id (descending), so the order never depends on arrival. */
     private String lastClicked(long at, int lastClickedN) {
         long bucket = BUCKET_MS[CLICK_WINDOW];
         long window = WINDOW_MS[CLICK_WINDOW];
-        List<Map.Entry<String, Long>> live = new ArrayList<>();
-        for (Map.Entry<String, Long> e : clicked.entrySet()) {
-            long start = e.getValue() - Math.floorMod(e.getValue(), bucket);
-            if (e.getValue() <= at && start + bucket > at - window) live.add(e);
+        Integer[] live = new Integer[clickedItems.length];
+        int n = 0;
+        for (int i = 0; i < clickedItems.length; i++) {
+            long ts = clickedTs[i];
+            long start = ts - Math.floorMod(ts, bucket);
+            if (ts <= at && start + bucket > at - window) live[n++] = i;
         }
-        // Newest first; a tie in time is broken by item id, so the order never depends on arrival.
-        live.sort((a, b) -> a.getValue().equals(b.getValue()) ? b.getKey().compareTo(a.getKey())
-                : Long.compare(b.getValue(), a.getValue()));
+        Arrays.sort(live, 0, n, (a, b) -> clickedTs[a] == clickedTs[b]
+                ? clickedItems[b].compareTo(clickedItems[a]) : Long.compare(clickedTs[b], clickedTs[a]));
         StringBuilder out = new StringBuilder();
-        for (int i = 0; i < Math.min(live.size(), lastClickedN); i++) {
+        for (int i = 0; i < Math.min(n, lastClickedN); i++) {
             if (i > 0) out.append(',');
-            out.append(live.get(i).getKey());
+            out.append(clickedItems[live[i]]);
         }
         return out.toString();
     }

@@ -55,6 +55,8 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
     /** The offline log's open partitions: operator state, not keyed (see FeatureLogChunks). */
     private transient FeatureLogChunks chunks;
     private transient ListState<FeatureLogRow> unreleased;
+    /** Departures an apply created (at most one per window). */
+    private transient long[] created;
 
     public WindowFeatures(FeedbackSettings settings) {
         this.settings = settings;
@@ -63,6 +65,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
     @Override
     public void open(OpenContext context) {
         book = new SchemaBook(List.of(), settings.readerSchemas);
+        created = new long[EntityState.WINDOW_MS.length];
         state = getRuntimeContext().getState(
                 new ValueStateDescriptor<>("entity", TypeInformation.of(FeatureState.class)));
         updates = getRuntimeContext().getMetricGroup().addGroup("loopline").counter("feature_updates");
@@ -97,7 +100,8 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
         } else if (s.online == null) {
             s.online = new EntityState(d.kind);
         }
-        s.due.addAll(s.online.apply(d));
+        int n = s.online.apply(d, created);
+        for (int i = 0; i < n; i++) s.addDue(created[i]);
         s.online.evict(s.online.latestMs);
         s.onlineAt = s.online.latestMs;
         if (!s.dirty) {
@@ -133,10 +137,12 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
         // point did, as the timer service fires all timers up to the new watermark in order.
         long watermark = ctx.timerService().currentWatermark();
         boolean end = watermark == Long.MAX_VALUE;
-        while (!s.due.isEmpty() && s.due.first() <= watermark) {
-            long t = s.due.pollFirst();
+        int dues = 0;
+        int deltas = 0;
+        while (dues < s.dueSize && s.due[dues] <= watermark) {
+            long t = s.due[dues++];
             if (settings.offlineFeatureLog) {
-                offlineAt(s, t, end, ctx);
+                deltas = offlineAt(s, t, deltas, end, ctx);
             }
             if (s.online != null && t > s.onlineAt && !end) {
                 // Decay: a window of a quiet entity moved on; its online value is due again.
@@ -151,16 +157,17 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
                 }
             }
         }
+        s.consumed(dues, deltas);
         arm(s, ctx);
         save(s);
     }
 
     /** One event-time timer for the entity: at its earliest due point. */
     private static void arm(FeatureState s, Context ctx) {
-        if (s.due.isEmpty()) {
+        if (s.dueSize == 0) {
             return;
         }
-        long next = s.due.first();
+        long next = s.due[0];
         if (next < s.armedAt) {
             if (s.armedAt != Long.MAX_VALUE) {
                 ctx.timerService().deleteEventTimeTimer(s.armedAt);
@@ -188,28 +195,35 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
         }
     }
 
-    private void offlineAt(FeatureState s, long t, boolean end, Context ctx) {
-        List<FeatureDelta> deltas = s.pending.get(t);
+    /**
+     * The offline row at `t`: apply the pending deltas of `t` (pending[from..), the ones
+     * before were consumed at earlier points) and log the values. Returns the index after
+     * the deltas it consumed.
+     */
+    private int offlineAt(FeatureState s, long t, int from, boolean end, Context ctx) {
+        int to = from;
+        while (to < s.pendingSize && s.pending[to].ts == t) to++;
+        boolean deltas = to > from;
+        boolean morePending = to < s.pendingSize;
         EntityState off = s.offline;
-        if (deltas == null && off == null) {
-            return;
+        if (!deltas && off == null) {
+            return to;
         }
-        if (end && deltas == null && (off == null || t > off.latestMs) && s.pending.isEmpty()) {
-            return; // a decay point past the entity's newest event, at the end of the input
+        if (end && !deltas && (off == null || t > off.latestMs) && !morePending) {
+            return to; // a decay point past the entity's newest event, at the end of the input
         }
         if (off == null) {
-            off = new EntityState(deltas.get(0).kind);
+            off = new EntityState(s.pending[from].kind);
         }
-        if (deltas != null) {
-            for (FeatureDelta d : deltas) {
-                s.due.addAll(off.apply(d));
-            }
-            s.pending.remove(t);
+        for (int i = from; i < to; i++) {
+            int n = off.apply(s.pending[i], created);
+            for (int k = 0; k < n; k++) s.addDue(created[k]);
         }
         off.evict(t);
         logged.inc();
         chunks.add(off.row(ctx.getCurrentKey().substring(2), t, settings.positionBiasEta, settings.lastClickedN));
-        s.offline = off.isEmpty() && s.pending.isEmpty() ? null : off;
+        s.offline = off.isEmpty() && !morePending ? null : off;
+        return to;
     }
 
     private void emitOnline(EntityState s, long at, Context ctx) {

@@ -65,14 +65,31 @@ def _first_activity(out: dict[str, Any]) -> float | None:
     return min(seen) if seen else None
 
 
+def _half_read(out: dict[str, Any], n: int) -> float | None:
+    """When the decoder had read half the input (from the job's REST timeline)."""
+    for sample in out.get("timeline") or []:
+        read = sample.get("read") or []
+        if len(read) > 1 and (read[1] or 0) >= n / 2:
+            return float(sample["t"])
+    return None
+
+
 def rates(out: dict[str, Any], n: int) -> dict[str, float | None]:
-    """Sustained and end-to-end events/s plus the phases, from a child's timestamps."""
+    """Sustained and end-to-end events/s plus the phases, from a child's timestamps.
+
+    second_half = the input's second half / (end - when the decoder had read the first half):
+    the rate once the JVM is warm (JIT compilation of the hot path takes a fifth to a third of
+    the job's CPU in a 100 K-event run); end includes the Feast writer's last batch.
+    """
     end, first = out.get("t_end"), _first_activity(out)
     start = out["t_process"]
     ok = out.get("status") == "FINISHED"
+    half = _half_read(out, n)
     return {
         "sustained_events_per_s": n / (end - first) if ok and end and first and end > first
         else None,
+        "second_half_events_per_s": (n / 2) / (end - half) if ok and end and half
+        and end > half else None,
         "end_to_end_events_per_s": n / (end - start) if ok and end else None,
         "startup_s": (first - start) if first else None,
         "processing_s": (end - first) if end and first else None,
@@ -256,10 +273,15 @@ def _figures(doc: dict[str, Any], store: str, detail: dict[str, Any], n: int,
     doc["figures"] += [
         results.figure(f"sustained events/s, {store}", "events/s",
                        job.get("sustained_events_per_s"), base.get("sustained_events_per_s"),
-                       True, target=">= 5x baseline", **common),
+                       True, target=TARGET_RATE, **common),
+        results.figure(f"second-half events/s (warm JVM), {store}", "events/s",
+                       job.get("second_half_events_per_s"), None, True,
+                       note="the input's second half over the time from when the decoder had "
+                            "read the first half to the last Feast write",
+                       **common),
         results.figure(f"end-to-end events/s, {store}", "events/s",
                        job.get("end_to_end_events_per_s"), base.get("end_to_end_events_per_s"),
-                       True, target=">= 50,000 events/s", **common),
+                       True, note="includes JVM start-up and job submission", **common),
         results.figure(f"events per CPU-second, {store}", "events/cpu-s",
                        _per_cpu(job, n, "job"), _per_cpu(base, n, "baseline"), True,
                        note="events / CPU seconds of the run's own process tree: less "

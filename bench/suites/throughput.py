@@ -118,6 +118,11 @@ def _trim(out: dict[str, Any]) -> dict[str, Any]:
     keep["feast_batches"] = len(out.get("feast_writes", []))
     keep["feast_rows_written"] = sum(w["rows"] for w in out.get("feast_writes", []))
     keep["vertices"] = vertex_shares(out)
+    # Records the decoder had read, per REST poll (seconds since the process started): where
+    # a run slowed down.
+    keep["decoder_progress"] = [
+        [round(s["t"] - out["t_process"], 1), (s.get("read") or [0, 0])[1]]
+        for s in out.get("timeline") or [] if len(s.get("read") or []) > 1]
     return keep
 
 

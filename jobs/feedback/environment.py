@@ -32,6 +32,7 @@ def flink_configuration(
     # Process mode: the partition writer runs in its own Python worker (thread mode, PEMJA,
     # is not supported: it never imported here).
     conf.set_string("python.execution-mode", "process")
+    conf.set_string("execution.buffer-timeout.interval", f"{job.buffer_timeout_ms} ms")
     conf.set_string("execution.checkpointing.interval", f"{job.checkpoint_interval_ms} ms")
     conf.set_string("execution.checkpointing.dir", paths.checkpoints.resolve().as_uri())
     conf.set_string(

@@ -26,6 +26,9 @@ def flink_configuration(
         conf.set_string("pipeline.jars", jars.kafka_connector_jar(paths).as_uri())
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.client.executable", sys.executable)
+        # The mini-cluster's REST answers with metrics at most this old (Flink: 10 s): progress
+        # shown or measured from it (the throughput bench's decoder timeline) needs seconds.
+        conf.set_string("metrics.fetcher.update-interval", "1000")
     # Bundle time bounds how long a released chunk may wait inside the partition writer.
     conf.set_string("python.fn-execution.bundle.time", str(job.python_bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(job.python_bundle_size))

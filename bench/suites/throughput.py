@@ -65,31 +65,14 @@ def _first_activity(out: dict[str, Any]) -> float | None:
     return min(seen) if seen else None
 
 
-def _half_read(out: dict[str, Any], n: int) -> float | None:
-    """When the decoder had read half the input (from the job's REST timeline)."""
-    for sample in out.get("timeline") or []:
-        read = sample.get("read") or []
-        if len(read) > 1 and (read[1] or 0) >= n / 2:
-            return float(sample["t"])
-    return None
-
-
 def rates(out: dict[str, Any], n: int) -> dict[str, float | None]:
-    """Sustained and end-to-end events/s plus the phases, from a child's timestamps.
-
-    second_half = the input's second half / (end - when the decoder had read the first half):
-    the rate once the JVM is warm (JIT compilation of the hot path takes a fifth to a third of
-    the job's CPU in a 100 K-event run); end includes the Feast writer's last batch.
-    """
+    """Sustained and end-to-end events/s plus the phases, from a child's timestamps."""
     end, first = out.get("t_end"), _first_activity(out)
     start = out["t_process"]
     ok = out.get("status") == "FINISHED"
-    half = _half_read(out, n)
     return {
         "sustained_events_per_s": n / (end - first) if ok and end and first and end > first
         else None,
-        "second_half_events_per_s": (n / 2) / (end - half) if ok and end and half
-        and end > half else None,
         "end_to_end_events_per_s": n / (end - start) if ok and end else None,
         "startup_s": (first - start) if first else None,
         "processing_s": (end - first) if end and first else None,
@@ -118,8 +101,9 @@ def _trim(out: dict[str, Any]) -> dict[str, Any]:
     keep["feast_batches"] = len(out.get("feast_writes", []))
     keep["feast_rows_written"] = sum(w["rows"] for w in out.get("feast_writes", []))
     keep["vertices"] = vertex_shares(out)
-    # Records the decoder had read, per REST poll (seconds since the process started): where
-    # a run slowed down.
+    # Records the decoder had read, per REST poll (seconds since the process started). Not a
+    # progress bar of the whole job: records flow into state at once, and most of the work
+    # runs later, when the watermark fires timers.
     keep["decoder_progress"] = [
         [round(s["t"] - out["t_process"], 1), (s.get("read") or [0, 0])[1]]
         for s in out.get("timeline") or [] if len(s.get("read") or []) > 1]
@@ -279,11 +263,6 @@ def _figures(doc: dict[str, Any], store: str, detail: dict[str, Any], n: int,
         results.figure(f"sustained events/s, {store}", "events/s",
                        job.get("sustained_events_per_s"), base.get("sustained_events_per_s"),
                        True, target=TARGET_RATE, **common),
-        results.figure(f"second-half events/s (warm JVM), {store}", "events/s",
-                       job.get("second_half_events_per_s"), None, True,
-                       note="the input's second half over the time from when the decoder had "
-                            "read the first half to the last Feast write",
-                       **common),
         results.figure(f"end-to-end events/s, {store}", "events/s",
                        job.get("end_to_end_events_per_s"), base.get("end_to_end_events_per_s"),
                        True, note="includes JVM start-up and job submission", **common),

@@ -127,6 +127,7 @@ def _variant(name: str, cfg: Any, kafka: Any, bodies: list[bytes], warmup: int
             "cpu_ms_per_request": round(cpu / len(timed) * 1000, 3),
             "wall_ms_per_request": round(wall / len(timed) * 1000, 3),
             "fallback": health["counts"]["fallback"],
+            "fallback_reasons": health["fallback_reasons"],
             "thread_cpu_ms_per_request": {
                 name: round((after[name] - threads.get(name, 0.0)) / len(timed) * 1000, 3)
                 for name in sorted(after)}}

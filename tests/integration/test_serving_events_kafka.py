@@ -4,13 +4,13 @@ producer working for the other."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from typing import Any
 
 import pytest
 
+from bench.reliability import harness as h
 from infra.topics import TopicSpec, consume_records, create_topics
 from loopline.kafka import KafkaConfig
 from models import features
@@ -42,14 +42,6 @@ def _ids(kafka: KafkaConfig, topic: str, schema: str, expected: int) -> Counter[
                    for r in consume_records(kafka, topic, expected, idle_timeout_s=20))
 
 
-def _wait(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_both_logs_share_one_producer_and_every_record_arrives_once(kafka: KafkaConfig) -> None:
     served_topic, logged_topic = _topic(kafka, "served"), _topic(kafka, "logged")
     shared = SharedProducer(kafka, linger_ms=50)
@@ -60,8 +52,8 @@ def test_both_logs_share_one_producer_and_every_record_arrives_once(kafka: Kafka
             events(serving_event(f"r{i}", START_MS + i, "u1", "s1", "v1", "control",
                                  "softmax(t=1)", False, []))
             logs(_log(i))
-        _wait(lambda: events.stats()["delivered"] == logs.stats()["delivered"] == 20, 60,
-              "the first 20 records of each log delivered")
+        h.wait_until(lambda: events.stats()["delivered"] == logs.stats()["delivered"] == 20,
+                     60, "the first 20 records of each log delivered", interval_s=0.1)
         assert shared.get() is events.producer.get() is logs.producer.get()
     finally:
         events.close()

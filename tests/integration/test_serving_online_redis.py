@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from feast import FeatureStore
 
 from bench import synthetic
 from feature_repo.store import FeastConfig, feature_store
 from infra.redis_server import RedisEndpoint
+from loopline.paths import PathsConfig
 from models import features
 from models.serving.online import OnlineFeatures
 from tests.unit.models.conftest import START_MS, loopline_home
@@ -29,15 +31,22 @@ ITEM_COLS = [j for j, c in enumerate(features.COLUMNS) if c.startswith("item_")]
 LAST_MS = START_MS + 2 * synthetic.HOUR_MS
 
 
+def _store(redis: RedisEndpoint, paths: PathsConfig, n_items: int, seed: int
+           ) -> tuple[FeatureStore, synthetic.World]:
+    """A Redis Feast store with a synthetic world's newest feature rows written."""
+    world = synthetic.make_world(n_items=n_items, seed=seed)
+    frames = synthetic.feature_frames(world, START_MS, 2, seed=seed + 1)
+    feast = FeastConfig(online_store="redis", redis_connection_string=redis.connection_string,
+                        project=f"serving_{uuid.uuid4().hex[:8]}")
+    store = feature_store(feast, paths, apply=True)
+    for view, frame in synthetic.latest_rows(frames).items():
+        store.write_to_online_store(view, frame)
+    return store, world
+
+
 def test_raw_redis_reads_equal_feasts_lookup(redis: RedisEndpoint, tmp_path: Path) -> None:
     with loopline_home(tmp_path) as paths:
-        world = synthetic.make_world(n_items=60, seed=3)
-        frames = synthetic.feature_frames(world, START_MS, 2, seed=4)
-        feast = FeastConfig(online_store="redis", redis_connection_string=redis.connection_string,
-                            project=f"serving_{uuid.uuid4().hex[:8]}")
-        store = feature_store(feast, paths, apply=True)
-        for view, frame in synthetic.latest_rows(frames).items():
-            store.write_to_online_store(view, frame)
+        store, world = _store(redis, paths, 60, 3)
         known_users, items = list(world.users[:5]), [*world.items[:50], "never-seen-item"]
         for cache in (False, True):
             online = OnlineFeatures(store, refresh_ms=50, max_age_ms=200, cache=cache)
@@ -80,14 +89,8 @@ def test_an_error_reply_mid_read_leaves_no_reply_behind(redis: RedisEndpoint,
     from feature_repo import names
 
     with loopline_home(tmp_path) as paths:
-        world = synthetic.make_world(n_items=20, seed=5)
-        frames = synthetic.feature_frames(world, START_MS, 2, seed=6)
-        feast = FeastConfig(online_store="redis", redis_connection_string=redis.connection_string,
-                            project=f"serving_{uuid.uuid4().hex[:8]}")
-        store = feature_store(feast, paths, apply=True)
-        for view, frame in synthetic.latest_rows(frames).items():
-            store.write_to_online_store(view, frame)
-        key = _redis_key(feast.project, EntityKey(
+        store, world = _store(redis, paths, 20, 5)
+        key = _redis_key(store.config.project, EntityKey(
             join_keys=[names.KEY_BY_VIEW[names.ITEM_PERFORMANCE]],
             entity_values=[Value(string_val="poison")]),
             entity_key_serialization_version=store.config.entity_key_serialization_version)

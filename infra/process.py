@@ -148,6 +148,21 @@ def terminate(pids: Iterable[int], timeout_s: float, what: str) -> None:
     raise ServiceStopError(f"{what}: expected pids {pending} to exit after SIGKILL; they still run")
 
 
+def stop_group(proc: subprocess.Popen[Any], timeout_s: float = 60.0,
+               kill_wait_s: float = 10.0) -> None:
+    """Stop a child started with `start_new_session=True` and everything it forked (uvicorn's
+    workers, say): SIGTERM to its process group, up to `timeout_s` for the child to exit,
+    then SIGKILL to the group. The child may already have exited on its own."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(kill_wait_s)
+
+
 def read_pid(path: Path) -> int | None:
     try:
         text = path.read_text().strip()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from models.errors import ModelsError
@@ -80,12 +81,48 @@ def _log_grid(w: np.ndarray, query_w: np.ndarray) -> tuple[np.ndarray, float]:
     return np.exp(np.linspace(lo, hi, nodes)), float((hi - lo) / (nodes - 1))
 
 
-def _add_arrivals(dist: np.ndarray, arrived: np.ndarray, stay: np.ndarray) -> None:
-    """Fold one more independent item into count distributions `dist` (..., count, node),
-    in place: P(c) ← P(c)·(1 − p) + P(c − 1)·p with p = `arrived` (per node), 1 − p = `stay`."""
-    moved = dist[..., :-1, :] * arrived
-    dist *= stay
-    dist[..., 1:, :] += moved
+@numba.njit(cache=True, nogil=True)
+def _fold(dist: np.ndarray, out: np.ndarray, arrived: np.ndarray,
+          stay: np.ndarray) -> None:  # pragma: no cover - compiled
+    """`dist` (count, node) with one more independent item folded in, into `out`:
+    P(c) ← P(c)·stay + P(c − 1)·arrived. Two buffers and nodes innermost, so the loop
+    vectorises (in place, the rows alias and it runs 3× slower)."""
+    for t in range(dist.shape[1]):
+        out[0, t] = dist[0, t] * stay[t]
+    for c in range(1, dist.shape[0]):
+        for t in range(dist.shape[1]):
+            out[c, t] = dist[c, t] * stay[t] + dist[c - 1, t] * arrived[t]
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_distributions(arrived: np.ndarray, stay: np.ndarray, query: np.ndarray,
+                         kmax: int) -> np.ndarray:  # pragma: no cover - compiled
+    """(query item, count, node): P(exactly `count` of the items other than that query item
+    arrived by τ), counts 0..kmax, for items arriving by τ with probability `arrived` (1 −
+    `stay`), shape (item, node): first every non-query item is folded into one distribution
+    shared by the query items, then each query item into every other query item's.
+    Compiled: as numpy calls the folds were ~270 small array operations for a slate of 10
+    from 100 candidates (1.5 ms of CPU per request); here they are ~0.1 ms of arithmetic."""
+    n, nodes = arrived.shape
+    in_query = np.zeros(n, dtype=np.bool_)
+    for m in query:
+        in_query[m] = True
+    base = np.zeros((kmax + 1, nodes))
+    base[0, :] = 1.0
+    spare = np.empty_like(base)
+    for m in range(n):
+        if not in_query[m]:
+            _fold(base, spare, arrived[m], stay[m])
+            base, spare = spare, base
+    dist = np.empty((len(query), kmax + 1, nodes))
+    for qi in range(len(query)):
+        mine = base.copy()
+        for other in range(len(query)):
+            if other != qi:
+                _fold(mine, spare, arrived[query[other]], stay[query[other]])
+                mine, spare = spare, mine
+        dist[qi] = mine
+    return dist
 
 
 def position_marginals(w: np.ndarray, items: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -102,19 +139,7 @@ def position_marginals(w: np.ndarray, items: np.ndarray, positions: np.ndarray) 
     wt = np.outer(w, tau)
     arrived = -np.expm1(-wt)  # (n, nodes): P(item arrived by τ)
     stay = np.exp(-wt)
-
-    # Count distribution (count, node) over the non-query items, shared by every query item,
-    base = np.zeros((kmax + 1, len(tau)))
-    base[0] = 1.0
-    in_query = np.zeros(len(w), dtype=bool)
-    in_query[query] = True
-    for m in np.flatnonzero(~in_query):
-        _add_arrivals(base, arrived[m], stay[m])
-    # then each query item folds in the other query items (never itself).
-    dist = np.repeat(base[None], len(query), axis=0)
-    for qi, m in enumerate(query):
-        for other in (slice(0, qi), slice(qi + 1, None)):
-            _add_arrivals(dist[other], arrived[m], stay[m])
+    dist = _count_distributions(arrived, stay, query.astype(np.int64), kmax)
     density = w[query][:, None] * tau * stay[query]  # w_a e^{-w_a τ} dτ/dlog τ
     integrand = density[inverse] * dist[inverse, positions]
     return np.clip(integrand.sum(axis=1) * step, 0.0, 1.0)

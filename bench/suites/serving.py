@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from bench import jobspec, machine, results
 from bench.context import BenchContext
 from bench.errors import BenchRunError, BenchUsageError
 from bench.worker import REPO_ROOT
+from infra import process
 from loopline.net import free_port
 
 STORES = ("sqlite", "redis")
@@ -141,13 +141,7 @@ def _serve(env: dict[str, str], home: Path, port: int, token: str,
             time.sleep(0.5)
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        process.stop_group(proc)
 
 
 def settled(health: dict[str, Any], since: float) -> bool:

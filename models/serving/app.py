@@ -10,22 +10,26 @@ Above the admission limit /rank answers 503 + Retry-After (models/serving/admiss
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import orjson
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.serving import health
 from models.serving.admission import ARRIVED, Admission, ASGIApp, Receive, Scope, Send
-from models.serving.service import SlateService
+from models.serving.config import ServingConfig
+from models.serving.service import Slate, SlateService
 
 
 class RankRequest(BaseModel):
@@ -105,6 +109,91 @@ class BearerAuth:
         await send({"type": "http.response.body", "body": body})
 
 
+def _limits_problem(req: RankRequest, cfg: ServingConfig) -> str | None:
+    """The configured limits a valid request may still exceed (answered 422)."""
+    if len(req.candidates) > cfg.max_candidates:
+        return f"candidates: {len(req.candidates)} exceed the limit of {cfg.max_candidates}"
+    if req.k > cfg.max_k:
+        return f"k: {req.k} exceeds the limit of {cfg.max_k}"
+    return None
+
+
+def _slate_body(slate: Slate) -> dict[str, Any]:
+    """The /rank answer (RankResponse), built directly: valid by construction."""
+    return {"request_id": slate.request_id, "model_version": slate.model_version,
+            "arm": slate.arm, "policy": slate.policy, "fallback": slate.fallback,
+            "slate": [{"item_id": i.item_id, "position": i.position, "score": i.score,
+                       "propensity": i.propensity} for i in slate.items]}
+
+
+def _invalid_body(errors: list[Any]) -> dict[str, Any]:
+    """The 422 body of a request that failed validation: one line plus the details."""
+    details = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
+    return {"error": _one_line(details), "details": details}
+
+
+class RankEndpoint:
+    """POST /rank as pure ASGI, inside auth and admission, in front of FastAPI's routing.
+
+    FastAPI's per-request machinery (exception and exit-stack middlewares, routing,
+    dependency solving, a json.loads pass before pydantic's, JSONResponse) cost about as
+    much CPU as ranking itself once the rest was made cheap (bench/serving_profile.py). Here
+    the raw body is validated by the same pydantic model in one pass, the same limits apply,
+    errors get the same {"error", "details"} bodies (locations under "body", as FastAPI
+    reports them), and the work runs on the same thread pool. Everything else, including
+    the /rank route that documents this one in the OpenAPI schema, is FastAPI's."""
+
+    def __init__(self, app: ASGIApp, service: SlateService) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/rank" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before sending its request
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
+        status, body = await anyio.to_thread.run_sync(
+            self._answer, b"".join(chunks), content_type, scope.get(ARRIVED))
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _answer(self, raw: bytes, content_type: bytes | None,
+                arrived: float | None) -> tuple[int, bytes]:
+        try:
+            req = _parse(raw, content_type)
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+            return 422, json.dumps(_invalid_body(errors)).encode()
+        problem = _limits_problem(req, self.service.cfg)
+        if problem is not None:
+            return 422, json.dumps({"error": _printable(problem)}).encode()
+        slate = self.service.rank(req.user_id, req.session_id, req.candidates, req.k)
+        if arrived is not None:
+            self.service.metrics.latency.labels("true" if slate.fallback else "false").observe(
+                time.perf_counter() - arrived)
+        return 200, orjson.dumps(_slate_body(slate))
+
+
+def _parse(raw: bytes, content_type: bytes | None) -> RankRequest:
+    """The request from its body, read as JSON when the content type is JSON or absent (what
+    FastAPI does); any other content type is validated as the raw bytes, and refused."""
+    if content_type is not None:
+        kind = content_type.split(b";", 1)[0].strip().lower()
+        if not (kind == b"application/json" or (kind.startswith(b"application/")
+                                                 and kind.endswith(b"+json"))):
+            return RankRequest.model_validate(raw)
+    return RankRequest.model_validate_json(raw)
+
+
 def create_app(service: SlateService,
                health_view: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
     """The app around one SlateService (its lifetime is the app's). `health_view` replaces
@@ -121,9 +210,7 @@ def create_app(service: SlateService,
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
-        return JSONResponse(status_code=422,
-                            content={"error": _one_line(errors), "details": errors})
+        return JSONResponse(status_code=422, content=_invalid_body(list(exc.errors())))
 
     # Starlette's own HTTPException too (FastAPI's subclasses it): a body that cannot be
     # parsed at all is raised as one, and must get the same {"error": ...} shape.
@@ -134,7 +221,8 @@ def create_app(service: SlateService,
                             headers=getattr(exc, "headers", None))
 
     # Middlewares added later run first: auth, then admission (an unauthenticated caller
-    # never takes a slot), then the app.
+    # never takes a slot), then POST /rank, then the rest of the app.
+    app.add_middleware(RankEndpoint, service=service)
     app.add_middleware(Admission, limit=cfg.max_in_flight, max_waiting=cfg.max_waiting,
                        wait_s=cfg.queue_wait_ms / 1000, retry_after_s=cfg.retry_after_s,
                        on_shed=service.count_shed)
@@ -142,25 +230,13 @@ def create_app(service: SlateService,
         app.add_middleware(BearerAuth, token=cfg.auth_token)
 
     @app.post("/rank", response_model=RankResponse)
-    def rank(req: RankRequest, request: Request) -> JSONResponse:
-        if len(req.candidates) > cfg.max_candidates:
-            raise HTTPException(422, f"candidates: {len(req.candidates)} exceed the limit of "
-                                     f"{cfg.max_candidates}")
-        if req.k > cfg.max_k:
-            raise HTTPException(422, f"k: {req.k} exceeds the limit of {cfg.max_k}")
+    def rank(req: RankRequest) -> Response:
+        """Documents POST /rank in the OpenAPI schema; RankEndpoint answers it, the same way."""
+        problem = _limits_problem(req, cfg)
+        if problem is not None:
+            raise HTTPException(422, problem)
         slate = service.rank(req.user_id, req.session_id, req.candidates, req.k)
-        arrived = request.scope.get(ARRIVED)
-        if arrived is not None:
-            service.metrics.latency.labels("true" if slate.fallback else "false").observe(
-                time.perf_counter() - arrived)
-        # The body is built here, already valid by construction: returning the model would
-        # have FastAPI validate and serialise it a second time on every request.
-        return JSONResponse({
-            "request_id": slate.request_id, "model_version": slate.model_version,
-            "arm": slate.arm, "policy": slate.policy, "fallback": slate.fallback,
-            "slate": [{"item_id": i.item_id, "position": i.position, "score": i.score,
-                       "propensity": i.propensity} for i in slate.items],
-        })
+        return Response(orjson.dumps(_slate_body(slate)), media_type="application/json")
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

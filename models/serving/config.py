@@ -57,6 +57,10 @@ class ServingConfig:
     # The ServingEvent log. Policy when the queue is full: drop the event and count it
     # (`events.dropped`, /healthz degraded); requests never block on the broker.
     event_queue_size: int = 100_000
+    # How long the log's producer lets a batch wait for more records (one producer carries
+    # the ServingEvent and FeatureLog topics). kafka-python's CPU goes per produce request,
+    # not per record, so batching is what keeps the log cheap; no request waits for it.
+    event_linger_ms: int = 50
     # /healthz turns degraded (HTTP 503) when more events than this are undelivered, when the
     # oldest undelivered one is older than event_max_age_s, or when any was dropped or refused
     # within the last event_loss_hold_s.
@@ -83,7 +87,8 @@ class ServingConfig:
                      "retry_after_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"serving.{name} must be positive, got {getattr(self, name)}")
-        for name in ("workers", "max_waiting", "queue_wait_ms", "event_loss_hold_s"):
+        for name in ("workers", "max_waiting", "queue_wait_ms", "event_loss_hold_s",
+                     "event_linger_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"serving.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.feature_log_sample_rate <= 1.0:

@@ -1,9 +1,16 @@
 """ServingEvents: the record of what was served, and the sink that ships it to Kafka.
 
-The request path only puts the event on a bounded queue; a sender thread owns the producer,
-so a slow or absent broker never adds latency to a request. Records are Avro single-object
-encoded, keyed by request_id and stamped with event_time as the Kafka timestamp (the streaming
-job's event time), sent acks=all and idempotent (KafkaConfig.producer_kwargs()).
+The request path only puts the event on a bounded queue; a sender thread encodes and hands it
+to the producer, so a slow or absent broker never adds latency to a request. Records are Avro
+single-object encoded, keyed by request_id and stamped with event_time as the Kafka timestamp
+(the streaming job's event time), sent acks=all and idempotent (KafkaConfig.producer_kwargs()).
+
+Sinks of one process can share one producer (`SharedProducer`): serving's ServingEvent and
+FeatureLog sinks do. kafka-python spends most of its CPU per produce *request* (its network
+thread builds, sends and parses each one in Python: ~1.5 ms per request measured on the 2-core
+bench machine), so one producer with a longer linger — both topics' batches in one request,
+several requests' records per batch — costs a fraction of two producers sending one record
+each.
 
 Nothing leaves quietly. Every event handed to the sink is, at any moment, exactly one of:
 pending (queued or in flight), delivered (acknowledged), dropped (the queue was full: the
@@ -14,11 +21,10 @@ after its retries). `stats()` reports all four and the age of the oldest pending
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -35,8 +41,11 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[dict[str, Any]], None]
 """Receives each ServingEvent (as the Avro record dict); tests inject a list's append."""
 
-_STOP = object()
 _WAKE_S = 0.2  # the sender thread's longest sleep: stats stay fresh, close() is prompt
+# After the first event into an empty queue the sender waits this long before taking what
+# has queued: one thread wake-up per batch instead of per request (a wake-up per event cost
+# more of the GIL than encoding it). Delivery waits for the producer's linger anyway.
+_GATHER_S = 0.01
 
 
 def check_topic(kafka: KafkaConfig, topic: str = topics.SERVING,
@@ -88,21 +97,73 @@ def topic_problem(described: dict[str, Any]) -> str | None:
     return None
 
 
+class SharedProducer:
+    """One kafka-python producer for the sinks that attach to it: created by the first sink
+    that needs it, flushed by each sink that closes, closed with the last one."""
+
+    def __init__(self, config: KafkaConfig, linger_ms: int | None = None) -> None:
+        """`linger_ms`: how long a batch waits for more records (None: the KafkaConfig
+        default); a request never waits for it, only the record's delivery does."""
+        self.config = config
+        self.overrides: dict[str, Any] = {} if linger_ms is None else {"linger_ms": linger_ms}
+        self._producer: kafka.KafkaProducer | None = None
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def attach(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def get(self) -> kafka.KafkaProducer:
+        """The producer, connecting it on first use; raises KafkaError when that fails."""
+        with self._lock:
+            if self._producer is None:
+                # looked up on the module at call time, so a test double of the client class
+                # (test_kafka_security records every client's settings) reaches it too
+                self._producer = kafka.KafkaProducer(**{**self.config.producer_kwargs(),
+                                                        **self.overrides})
+            return self._producer
+
+    def detach(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for what was sent to be acknowledged (every attached sink's
+        records: one producer); the last sink to detach closes the producer."""
+        with self._lock:
+            self._users -= 1
+            producer, last = self._producer, self._users <= 0
+            if last:
+                self._producer = None
+        if producer is None:
+            return
+        try:
+            producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            log.error("flushing the log producer on close: %s", exc)
+        if last:
+            producer.close(timeout=1)
+
+
 class KafkaSink:
-    """Bounded queue on the caller's thread; a sender thread encodes and sends, and the
-    producer's callbacks count each record delivered or failed (no blocking flushes)."""
+    """Bounded queue on the caller's thread; a sender thread takes what has queued, encodes
+    and sends it, and the producer's callbacks count each record delivered or failed (no
+    blocking flushes)."""
 
     def __init__(self, kafka: KafkaConfig, queue_size: int = 100_000,
                  topic: str = topics.SERVING, retry_s: float = 5.0,
-                 codec: Codec | None = None, schema: str = SERVING_EVENT) -> None:
+                 codec: Codec | None = None, schema: str = SERVING_EVENT,
+                 producer: SharedProducer | None = None) -> None:
         """`schema`: the contract of the records (a FeatureLog sink uses the same machinery:
-        keyed by request_id, stamped with event_time)."""
+        keyed by request_id, stamped with event_time). `producer`: shared with other sinks
+        (None: one of its own)."""
         self.kafka = kafka
+        self.producer = producer or SharedProducer(kafka)
+        self.producer.attach()
         self.topic = topic
         self.schema = schema
         self.retry_s = retry_s
         self.codec = codec or default_codec()
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._queue: deque[tuple[int, dict[str, Any]]] = deque()
+        self._wake = threading.Event()  # set by the first event into an empty queue
         self.counts = {"accepted": 0, "delivered": 0, "dropped": 0, "failed": 0}
         self.connected = False
         self.last_error: str | None = None
@@ -122,12 +183,13 @@ class KafkaSink:
             if self._closing:
                 self._lose("dropped", now, "the sink is closed")
                 return
-            seq = self._seq = self._seq + 1
-            try:
-                self.queue.put_nowait((seq, event))
-            except queue.Full:
-                self._lose("dropped", now, f"queue full ({self.queue.maxsize} events)")
+            if len(self._queue) >= self.queue_size:
+                self._lose("dropped", now, f"queue full ({self.queue_size} events)")
                 return
+            seq = self._seq = self._seq + 1
+            if not self._queue:
+                self._wake.set()
+            self._queue.append((seq, event))
             self._pending[seq] = now
             self.counts["accepted"] += 1
 
@@ -151,9 +213,7 @@ class KafkaSink:
     def _producer(self) -> kafka.KafkaProducer | None:
         while not self._closing:
             try:
-                # looked up on the module at call time, so a test double of the client class
-                # (test_kafka_security records every client's settings) reaches it too
-                producer = kafka.KafkaProducer(**self.kafka.producer_kwargs())
+                producer = self.producer.get()
                 self.connected, self.last_error = True, None
                 return producer
             except KafkaError as exc:
@@ -177,20 +237,14 @@ class KafkaSink:
     def _run(self) -> None:
         producer = self._producer()
         while producer is not None:
-            try:
-                item = self.queue.get(timeout=_WAKE_S)
-            except queue.Empty:
-                continue
-            if item is _STOP:
+            if self._wake.wait(_WAKE_S) and not self._closing:
+                time.sleep(_GATHER_S)
+            self._wake.clear()
+            while self._queue:
+                self._send(producer, *self._queue.popleft())
+            if self._closing and not self._queue:
                 break
-            self._send(producer, *item)
-        if producer is None:
-            return
-        try:
-            producer.flush(timeout=self._close_timeout_s)
-        except KafkaError as exc:
-            log.error("flushing ServingEvents on close: %s", exc)
-        producer.close(timeout=1)
+        self.producer.detach(self._close_timeout_s)
 
     _close_timeout_s = 15.0
 
@@ -214,8 +268,7 @@ class KafkaSink:
         self._close_timeout_s = timeout_s
         with self._lock:
             self._closing = True
-        with contextlib.suppress(queue.Full):  # a full queue: the thread still stops below
-            self.queue.put(_STOP, timeout=timeout_s)
+        self._wake.set()
         self._thread.join(timeout_s + 2)
         left = self.stats()["pending"]
         if left:

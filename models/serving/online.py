@@ -23,9 +23,10 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 import numpy as np
+import redis
 from feast import FeatureStore
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.redis import _mmh3, _redis_key
@@ -76,8 +77,11 @@ class RawReader:
         self.version = store.config.entity_key_serialization_version
         self.kind = type(store.config.online_store).__name__.lower()
         online = store._get_provider().online_store  # the store's own client
+        self._memo: dict[str, dict[str, bytes]] = {view: {} for view in _VIEW_COLUMNS}
+        self._plain = False
         if "redis" in self.kind:
             self.client = online._get_client(store.config.online_store)  # type: ignore[attr-defined]
+            self._plain = type(self.client) is redis.Redis  # one server, not a cluster
             # the view's row event time last: the logged staleness of a served value
             self.fields = {view: [*(_mmh3(f"{view}:{name}") for name, _ in cols),
                                   f"_ts:{view}".encode()]
@@ -100,28 +104,75 @@ class RawReader:
         the cache compares these bytes and decodes only rows that changed."""
         return self.read_timed(view, entities)[0]
 
-    def read_timed(self, view: str, entities: Sequence[str]
+    def read_timed(self, view: str, entities: Sequence[str], remember: bool = False
                    ) -> tuple[list[tuple[bytes | None, ...]], np.ndarray]:
-        """read_raw's rows and each entity row's event time in epoch ms (NaN = no row)."""
-        join_key = names.KEY_BY_VIEW[view]
-        protos = [EntityKey(join_keys=[join_key], entity_values=[Value(string_val=e)])
-                  for e in entities]
+        """read_raw's rows and each entity row's event time in epoch ms (NaN = no row).
+        `remember`: keep each entity's encoded request for the next read (the item cache
+        reads the same entities every refresh; users are too many to keep)."""
+        memo = self._memo[view] if remember else {}
+        requests = []
+        for entity in entities:
+            request = memo.get(entity)
+            if request is None:
+                request = memo[entity] = self._request(view, entity)
+            requests.append(request)
         if "redis" in self.kind:
-            return self._redis(view, [_redis_key(self.project, p,
-                                                 entity_key_serialization_version=self.version)
-                                      for p in protos])
-        return self._sqlite(view, [serialize_entity_key(
-            p, entity_key_serialization_version=self.version) for p in protos])
+            return self._redis(view, requests)
+        return self._sqlite(view, requests)
 
-    def _redis(self, view: str, keys: list[bytes]
+    def forget(self, view: str, keep: Container[str]) -> None:
+        """Drop the remembered requests of entities not in `keep` (the cache evicted them)."""
+        memo = self._memo[view]
+        self._memo[view] = {e: r for e, r in memo.items() if e in keep}
+
+    def _request(self, view: str, entity: str) -> bytes:
+        """What is sent for one entity: its HMGET, packed (a plain Redis client), its Redis
+        key (a cluster: redis-py's pipeline routes by key) or its SQLite entity key."""
+        proto = EntityKey(join_keys=[names.KEY_BY_VIEW[view]],
+                          entity_values=[Value(string_val=entity)])
+        if "redis" not in self.kind:
+            return serialize_entity_key(proto, entity_key_serialization_version=self.version)
+        key = _redis_key(self.project, proto, entity_key_serialization_version=self.version)
+        return _resp(b"HMGET", key, *self.fields[view]) if self._plain else key
+
+    def _redis(self, view: str, requests: list[bytes]
                ) -> tuple[list[tuple[bytes | None, ...]], np.ndarray]:
-        fields = self.fields[view]
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(key, fields)
-        rows = pipe.execute()
+        if self._plain:
+            rows = self._exchange(requests)
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for key in requests:
+                pipe.hmget(key, self.fields[view])
+            rows = pipe.execute()
         return ([tuple(row[:-1]) for row in rows],
                 np.array([_stamp_ms(row[-1]) for row in rows], dtype=float))
+
+    def _exchange(self, packed: list[bytes]) -> list[list[bytes | None]]:
+        """What a redis-py pipeline (transaction=False) of these HMGETs does, without its
+        per-command Python (~10 µs a command: most of an item refresh's CPU): one write of
+        the packed commands, one reply read per command, the client's retry policy, and a
+        connection in doubt is closed rather than returned with replies still unread."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+
+        def exchange() -> list[list[bytes | None]]:
+            conn.send_packed_command([b"".join(packed)])
+            return [conn.read_response() for _ in packed]
+
+        def failed(error: Exception) -> None:
+            conn.disconnect()
+            if conn.retry_on_error is None or not isinstance(error,
+                                                             tuple(conn.retry_on_error)):
+                raise error
+
+        try:
+            rows: list[list[bytes | None]] = conn.retry.call_with_retry(exchange, failed)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+        return rows
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -159,6 +210,14 @@ class RawReader:
                 if ms is not None:  # one write sets every feature of the row: one time
                     times[i] = float(ms)
         return [tuple(row) for row in out], times
+
+
+def _resp(*parts: bytes) -> bytes:
+    """One Redis command in the RESP wire format (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out += [b"$%d\r\n" % len(part), part, b"\r\n"]
+    return b"".join(out)
 
 
 def decode(rows: list[tuple[bytes | None, ...]], width: int) -> np.ndarray:
@@ -225,7 +284,8 @@ class OnlineFeatures:
                 times[i] = hit[3]
                 oldest = max(oldest, now - hit[1])
         if stale:
-            raw, stamps = self.reader.read_timed(_ITEM, [items[i] for i in stale])
+            raw, stamps = self.reader.read_timed(_ITEM, [items[i] for i in stale],
+                                                 remember=True)
             fresh = decode(raw, self._n_item)
             for i, row, stored, ms in zip(stale, fresh, raw, stamps, strict=True):
                 rows[i] = row
@@ -251,6 +311,7 @@ class OnlineFeatures:
             keep = sorted(self._used.items(), key=lambda kv: kv[1])[-self.capacity:]
             self._used = dict(keep)
             self._items = {k: v for k, v in self._items.items() if k in self._used}
+            self.reader.forget(_ITEM, self._used)
         items = list(self._items)
         self.max_item_age_s = 0.0
         if not items:
@@ -258,7 +319,7 @@ class OnlineFeatures:
         started = time.monotonic()
         for start in range(0, len(items), 2_000):
             chunk = items[start:start + 2_000]
-            raw, stamps = self.reader.read_timed(_ITEM, chunk)
+            raw, stamps = self.reader.read_timed(_ITEM, chunk, remember=True)
             for item, stored, ms in zip(chunk, raw, stamps, strict=True):
                 old = self._items.get(item)
                 row = old[0] if old is not None and old[2] == stored else \

@@ -25,7 +25,7 @@ from loopline.paths import PathsConfig
 from models.registry import Registry
 from models.serving.app import create_app
 from models.serving.config import ServingConfig
-from models.serving.events import KafkaSink, check_topic
+from models.serving.events import KafkaSink, SharedProducer, check_topic
 from models.serving.feature_log import FeatureLogger
 from models.serving.metrics import SHARED_DIR_ENV
 from models.serving.service import SlateService
@@ -51,12 +51,15 @@ def build_service(cfg: ServingConfig, paths: PathsConfig, feast: FeastConfig,
     except LooplineError as exc:
         log.error("serving without features (popularity only): %s", exc)
         store = None
-    sink = (KafkaSink(kafka, cfg.event_queue_size, topic=cfg.event_topic)
-            if kafka is not None else None)
-    feature_log = (FeatureLogger(KafkaSink(kafka, cfg.event_queue_size,
-                                           topic=cfg.feature_log_topic, schema=FEATURE_LOG),
-                                 cfg.feature_log_sample_rate)
-                   if kafka is not None and cfg.feature_log_sample_rate > 0 else None)
+    sink, feature_log = None, None
+    if kafka is not None:  # both logs through one producer (events.SharedProducer says why)
+        producer = SharedProducer(kafka, linger_ms=cfg.event_linger_ms)
+        sink = KafkaSink(kafka, cfg.event_queue_size, topic=cfg.event_topic, producer=producer)
+        if cfg.feature_log_sample_rate > 0:
+            feature_log = FeatureLogger(
+                KafkaSink(kafka, cfg.event_queue_size, topic=cfg.feature_log_topic,
+                          schema=FEATURE_LOG, producer=producer),
+                cfg.feature_log_sample_rate)
     service = SlateService(cfg, Registry.from_paths(paths), store, sink,
                            feature_log=feature_log)
     service.warm()

@@ -192,6 +192,8 @@ class SlateService:
             if version:
                 self._ranker(version)
                 self._static_popularity(version)
+        # the propensity kernel is compiled (or loaded from numba's cache) on first use
+        self.policy.propensities(np.zeros(2), np.array([1, 0]))
         if self.store is not None:
             try:  # the first lookup loads Feast's registry: not on a user's request
                 features.online(self.store, "warm-up", ["warm-up"])

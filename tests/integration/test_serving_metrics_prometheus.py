@@ -10,9 +10,7 @@ request per worker with no waiting, so concurrent clients are refused with 503.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -100,13 +98,7 @@ def serving(kafka: KafkaConfig, tmp_path_factory: pytest.TempPathFactory) -> Ite
             log.read_text(errors="replace")[-2000:]
         yield Serving(url, f"127.0.0.1:{port}", [str(i) for i in shop.world.items[:60]])
     finally:
-        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        process.stop_group(proc)
         delete_topics(kafka, [topic])
 
 

@@ -83,3 +83,33 @@ def test_spawned_python_keeps_its_arguments(tmp_path: Path) -> None:
     finally:
         process.terminate([pid], 5, "python")
     assert not process.is_alive(pid)
+
+
+def _group(script: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A shell in a session of its own running `script` with a `sleep` it forked; returns
+    the shell and the sleep's pid (printed by the shell)."""
+    proc = subprocess.Popen(["/bin/sh", "-c", f"{script}; sleep 300 & echo $!; wait"],
+                            stdout=subprocess.PIPE, start_new_session=True)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+def test_stop_group_stops_the_child_and_what_it_forked() -> None:
+    proc, grandchild = _group(":")
+    process.stop_group(proc, timeout_s=10)
+    assert proc.returncode is not None
+    assert process.wait_until(lambda: not process.is_alive(grandchild), 10, interval_s=0.05)
+
+
+def test_stop_group_kills_a_group_that_ignores_sigterm() -> None:
+    proc, grandchild = _group("trap '' TERM")  # the shell and its sleep ignore SIGTERM
+    process.stop_group(proc, timeout_s=0.5)
+    assert proc.returncode == -9  # SIGKILLed after the wait
+    assert process.wait_until(lambda: not process.is_alive(grandchild), 10, interval_s=0.05)
+
+
+def test_stop_group_of_a_child_that_already_exited() -> None:
+    proc = subprocess.Popen(["true"], start_new_session=True)
+    proc.wait()
+    process.stop_group(proc, timeout_s=1)  # nothing left to signal: no error
+    assert proc.returncode == 0

@@ -129,6 +129,23 @@ def test_malformed_requests_get_a_clear_4xx(served: Served, change: dict[str, An
     assert events == []
 
 
+def test_validation_details_and_the_schema_are_fastapis(served: Served) -> None:
+    """POST /rank is answered below FastAPI's routing (app.RankEndpoint): the 422 details keep
+    FastAPI's locations, broken JSON is a 422 too, and the OpenAPI schema still has /rank."""
+    client, events, _ = client_for(served)
+    response = client.post("/rank", json=request(served) | {"k": 0})
+    assert response.status_code == 422
+    assert response.json()["details"] == [{"loc": ["body", "k"], "type": "greater_than_equal",
+                                           "msg": "Input should be greater than or equal to 1"}]
+    broken = client.post("/rank", content=b'{"user_id": "u1", ',
+                         headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and "JSON" in broken.json()["error"]
+    assert events == []
+    schema = client.get("/openapi.json").json()
+    assert schema["paths"]["/rank"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"] == {"$ref": "#/components/schemas/RankRequest"}
+
+
 def test_not_json_is_a_4xx(served: Served) -> None:
     client, _, _ = client_for(served)
     response = client.post("/rank", content=b"user=u1", headers={"content-type": "text/plain"})

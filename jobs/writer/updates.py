@@ -76,9 +76,13 @@ def value_problem(view: str, values: dict[str, Any]) -> str | None:
                f"unknown {extra}"
     types = TYPES[view]
     for name, value in values.items():
+        wanted = types[name]
+        if type(value) is wanted:  # what a decoded record holds: the checks below, short
+            if wanted is float and not math.isfinite(value):
+                return f"{name} must be finite, got {value}"
+            continue
         if value is None:
             continue  # a feature with no value yet: Feast stores it as unset
-        wanted = types[name]
         if wanted is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return f"{name} must be a number, got {type(value).__name__} {value!r}"

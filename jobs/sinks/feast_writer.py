@@ -105,10 +105,10 @@ class FeastWriter:
             # The lookup write_to_online_store makes (Feast's cached registry; get_feature_view
             # would rebuild the view from its proto, ~1 ms, per call).
             views = {fv.name: fv for fv in self.store.list_all_feature_views(True)}
-            if view not in views:
+            feature_view = views.get(view)
+            if not isinstance(feature_view, FeatureView):
                 raise SinkError(f"Feast online store: expected a feature view {view!r}, the "
                                 f"registry has {sorted(views)}")
-            feature_view = views[view]
             data = online_data(feature_view, rows)
             self.store.provider.online_write_batch(self.store.config, feature_view, data,
                                                    progress=None)

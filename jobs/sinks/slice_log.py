@@ -66,8 +66,8 @@ def write_chunk(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         previous = read_manifest(directory)
-        name = f"part-{job['run_id'][:8]}-{file_fp[7:19]}.parquet"
-        if previous and any(f["name"] == name for f in previous["files"]):
+        name = slices.file_name(job["run_id"], file_fp)
+        if previous and slices.listed(previous, name, table):
             return previous  # the same rows were already written (replay): nothing to add
         _atomic_write_bytes(directory / name, lambda p: parquet.write_table(table, p))
         manifest = slices.manifest(dataset, partition, name, file_fp, summary, job, previous)

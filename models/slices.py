@@ -208,9 +208,10 @@ def reference(rng: SliceRange, partitions: list[Partition]) -> SliceRef:
     )
 
 
-def _file_fingerprint(table: pa.Table) -> str:
-    """The job's content fingerprint of a file's rows (see jobs/transforms/slices)."""
-    return contract.table_fingerprint(table.select(SCHEMA.names).cast(SCHEMA))
+def _fingerprint_matches(table: pa.Table, fp: str) -> bool:
+    """Whether a file's rows have the content fingerprint the job computed (either kind, see
+    jobs/transforms/slices)."""
+    return contract.fingerprint_matches(table.select(SCHEMA.names).cast(SCHEMA), fp)
 
 
 def read_partitions(partitions: list[Partition], columns: list[str] | None = None,
@@ -228,7 +229,7 @@ def read_partitions(partitions: list[Partition], columns: list[str] | None = Non
             except (OSError, pa.ArrowInvalid) as exc:
                 raise SliceError(f"partition {part.name}: cannot read {path.name}: {exc}") from exc
             rows += table.num_rows
-            if verify and fp is not None and _file_fingerprint(table) != fp:
+            if verify and fp is not None and not _fingerprint_matches(table, fp):
                 raise SliceError(f"partition {part.name}: {path.name} does not match the "
                                  f"fingerprint in its manifest ({fp})")
             tables.append(table.select(columns) if columns else table)

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from feature_repo import names
 from jobs.errors import SinkError
+from jobs.sinks import parquet
 
 VERSION = 1
 ENTITY = "entity_id"
@@ -100,7 +100,7 @@ def write_chunk(root: Path, view: str, partition: str, chunk: int, data: bytes
         try:
             directory.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
-            pq.write_table(rows, tmp)
+            parquet.write_table(rows, tmp)
             os.replace(tmp, path)
             written = True
         except OSError as exc:

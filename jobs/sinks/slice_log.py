@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from jobs.errors import SinkError
+from jobs.sinks import parquet
 from jobs.transforms import slices
 
 MANIFEST = "_manifest.json"
@@ -66,10 +66,10 @@ def write_chunk(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         previous = read_manifest(directory)
-        name = f"part-{job['run_id'][:8]}-{file_fp[7:19]}.parquet"
-        if previous and any(f["name"] == name for f in previous["files"]):
+        name = slices.file_name(job["run_id"], file_fp)
+        if previous and slices.listed(previous, name, table):
             return previous  # the same rows were already written (replay): nothing to add
-        _atomic_write_bytes(directory / name, lambda p: pq.write_table(table, p))
+        _atomic_write_bytes(directory / name, lambda p: parquet.write_table(table, p))
         manifest = slices.manifest(dataset, partition, name, file_fp, summary, job, previous)
         text = json.dumps(manifest, indent=2, sort_keys=True)
         _atomic_write_bytes(directory / MANIFEST, lambda p: p.write_text(text))

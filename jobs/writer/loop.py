@@ -171,10 +171,9 @@ class FeatureWriter:
         """Write each view's compacted rows; a failing store is retried, then the batch fails."""
         written: dict[str, dict[str, Any]] = {}
         for view, rows in by_view(winners).items():
-            frame = FeastWriter.frame(view, rows)
             for attempt in range(1, self.config.write_attempts + 1):
                 try:
-                    self.sink.write_online(view, frame)
+                    self.sink.write_online(view, rows)
                     break
                 except SinkError as exc:
                     if attempt == self.config.write_attempts:

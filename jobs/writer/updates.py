@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from feast.types import Float64, Int64, String
 
@@ -76,9 +76,13 @@ def value_problem(view: str, values: dict[str, Any]) -> str | None:
                f"unknown {extra}"
     types = TYPES[view]
     for name, value in values.items():
+        wanted = types[name]
+        if type(value) is wanted:  # what a decoded record holds: the checks below, short
+            if wanted is float and not math.isfinite(cast(float, value)):
+                return f"{name} must be finite, got {value}"
+            continue
         if value is None:
             continue  # a feature with no value yet: Feast stores it as unset
-        wanted = types[name]
         if wanted is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return f"{name} must be a number, got {type(value).__name__} {value!r}"

@@ -1,3 +1,6 @@
+import itertools
+import random
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -112,3 +115,89 @@ def test_the_fingerprint_is_the_same_from_the_chunk_from_parquet_and_from_dict_r
     assert fp == slices.table_fingerprint(pa.concat_tables([table.slice(0, 1), table.slice(1)]))
     assert fp != slices.table_fingerprint(
         slices.read_chunk(slices.UNMATCHED_DATASET, JVM_CHUNK.replace(b"1200", b"1201")))
+
+
+def _random_table(seed: int) -> pa.Table:
+    """Labelled rows with nulls, empty strings, zeros and negative zeros in every column kind."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(40):
+        row = {}
+        for field in slices.LABELLED_SCHEMA:
+            kind = field.type
+            if rng.random() < 0.15 and field.name not in ("request_id", "item_id", "served_at"):
+                row[field.name] = None
+            elif pa.types.is_string(kind):
+                row[field.name] = rng.choice(["", "a", "é€", f"r{i}", "x" * rng.randrange(9)])
+            elif pa.types.is_boolean(kind):
+                row[field.name] = rng.random() < 0.5
+            elif pa.types.is_floating(kind):
+                row[field.name] = rng.choice([0.0, -0.0, 1e-4, rng.random()])
+            else:
+                big = 1 << (30 if kind == pa.int32() else 40)
+                row[field.name] = rng.choice([0, 1, -1, rng.randrange(big)])
+        rows.append(row)
+    return slices.to_table(slices.LABELLED_DATASET, rows)
+
+
+def test_the_fingerprint_does_not_depend_on_chunks_slices_or_a_parquet_round_trip(tmp_path):
+    for seed in range(5):
+        table = _random_table(seed)
+        fp = slices.table_fingerprint(table)
+        assert fp.startswith(slices.FINGERPRINT)
+        cuts = sorted({0, 40, *(3 * seed + k for k in (1, 7, 19))})
+        pieces = [table.slice(a, b - a) for a, b in itertools.pairwise(cuts)]
+        assert slices.table_fingerprint(pa.concat_tables(pieces)) == fp
+        assert slices.table_fingerprint(table.combine_chunks()) == fp
+        pq.write_table(table, tmp_path / "t.parquet", row_group_size=7)
+        assert slices.table_fingerprint(pq.read_table(tmp_path / "t.parquet")) == fp
+
+
+def _with(table: pa.Table, name: str, values: dict[int, object]) -> pa.Table:
+    column = table.column(name).to_pylist()
+    for row, value in values.items():
+        column[row] = value
+    return table.set_column(table.schema.get_field_index(name), name,
+                            pa.array(column, type=table.schema.field(name).type))
+
+
+def test_the_fingerprint_tells_null_from_zero_empty_and_sign():
+    table = _random_table(1)
+    for name, a, b in (("user_id", None, ""), ("dwell_ms", None, 0), ("fallback", None, False),
+                       ("revenue", 0.0, -0.0), ("revenue", None, 0.0), ("position", 0, 1)):
+        assert (slices.table_fingerprint(_with(table, name, {3: a}))
+                != slices.table_fingerprint(_with(table, name, {3: b}))), (name, a, b)
+    assert (slices.table_fingerprint(_with(table, "user_id", {0: "ab", 1: "c"}))
+            != slices.table_fingerprint(_with(table, "user_id", {0: "a", 1: "bc"})))
+
+
+def test_the_fingerprint_of_a_known_chunk_stays_what_manifests_hold():
+    """Written manifests keep these values: a change of the canonical form must be a new
+    prefix (as legacy_fingerprint shows), or every file written before fails verification."""
+    table = slices.read_chunk(slices.UNMATCHED_DATASET, JVM_CHUNK)
+    assert slices.table_fingerprint(table) == PINNED
+    assert slices.legacy_fingerprint(table) == PINNED_LEGACY
+    assert slices.fingerprint_matches(table, PINNED)
+    assert slices.fingerprint_matches(table, PINNED_LEGACY)
+    assert not slices.fingerprint_matches(table.slice(1), PINNED)
+    assert not slices.fingerprint_matches(table.slice(1), PINNED_LEGACY)
+
+
+def test_a_replay_of_a_file_written_with_the_legacy_fingerprint_adds_nothing(tmp_path):
+    table = slices.read_chunk(slices.UNMATCHED_DATASET, JVM_CHUNK)
+    summary = {"rows": 2, "event_time_min": 1767261600000, "event_time_max": 1767261600005,
+               "sources": {"loopline.interactions": {"0": [9, 9], "1": [4, 4]}}}
+    old = write_chunk(tmp_path, slices.UNMATCHED_DATASET, "2026-01-01T10", table,
+                      slices.legacy_fingerprint(table), summary, JOB)
+    again = write_chunk(tmp_path, slices.UNMATCHED_DATASET, "2026-01-01T10", table,
+                        slices.table_fingerprint(table), summary, JOB)
+    assert again == old and len(again["files"]) == 1
+    other = write_chunk(tmp_path, slices.UNMATCHED_DATASET, "2026-01-01T10", table.slice(1),
+                        slices.table_fingerprint(table.slice(1)), {**summary, "rows": 1}, JOB)
+    assert len(other["files"]) == 2
+    assert other["files"][1]["name"] == slices.file_name(
+        JOB["run_id"], slices.table_fingerprint(table.slice(1)))
+
+
+PINNED = "sha256-columns:962eeb8659accecfb1a73349da34360b92c854882e4582e47eeb8d5d407777b1"
+PINNED_LEGACY = "sha256:191556e3d9eda562fbb251bf2c6ed3f00548929a5cabc3905db9d02c5cac215d"

@@ -111,3 +111,21 @@ def test_files_must_agree_with_their_manifest(written: Written) -> None:
     data_file.unlink()
     with pytest.raises(SliceError, match="which is missing"):
         slices.load(paths, rng, verify=False)
+
+
+def test_files_fingerprinted_before_the_columnar_form_still_verify(written: Written) -> None:
+    paths, _ = written
+    rng = slices.SliceRange.parse("2026-01-01T10..2026-01-01T13")
+    manifest_path = _partition(paths) / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    [entry] = manifest["files"]
+    assert entry["fingerprint"].startswith(contract.FINGERPRINT)
+    table = pq.read_table(_partition(paths) / entry["name"])
+    entry["fingerprint"] = contract.legacy_fingerprint(
+        table.select(contract.LABELLED_SCHEMA.names).cast(contract.LABELLED_SCHEMA))
+    manifest_path.write_text(json.dumps(manifest))
+    slices.load(paths, rng)  # a legacy (CSV) fingerprint is recomputed as such
+    entry["fingerprint"] = contract.LEGACY_FINGERPRINT + "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(SliceError, match="does not match the fingerprint"):
+        slices.load(paths, rng)

@@ -37,3 +37,15 @@ def test_smoke_variant_and_baseline_less_runs_are_left_out(tmp_path: Path) -> No
     found = results.latest(tmp_path)
     assert found["throughput"]["_file"] == "t-1.json"
     assert found["attribution"]["_file"] == "a-1.json"
+
+
+def test_a_run_of_the_default_job_is_a_reference(tmp_path: Path) -> None:
+    """JobVariant labels a run without overrides "defaults": such runs must reach the table."""
+    from bench.jobspec import JobVariant
+
+    _write(tmp_path, "t-1.json", _doc("throughput", "2026-01-01T00:00"))
+    _write(tmp_path, "t-2.json", _doc("throughput", "2026-01-02T00:00",
+                                      variant=JobVariant().label))
+    _write(tmp_path, "t-3.json", _doc("throughput", "2026-01-03T00:00",
+                                      variant=JobVariant(overrides=(("parallelism", 2),)).label))
+    assert results.latest(tmp_path)["throughput"]["_file"] == "t-2.json"

@@ -33,11 +33,16 @@ SINK_LINGER_MS = 20
 SINK_BATCH_BYTES = 256 * 1024
 
 
+def _client_properties(kafka: KafkaConfig) -> dict[str, str]:
+    """The Flink connector options ('properties.*') as Kafka client properties."""
+    return {key.removeprefix("properties."): value
+            for key, value in kafka.flink_properties().items()}
+
+
 def sink_properties(kafka: KafkaConfig) -> dict[str, str]:
     """Producer properties of the job's Kafka sink (the connector's shaded client)."""
     return {
-        **{key.removeprefix("properties."): value
-           for key, value in kafka.flink_properties().items()},
+        **_client_properties(kafka),
         "linger.ms": str(SINK_LINGER_MS),
         "batch.size": str(SINK_BATCH_BYTES),
     }
@@ -45,10 +50,8 @@ def sink_properties(kafka: KafkaConfig) -> dict[str, str]:
 
 def kafka_client_properties(kafka: KafkaConfig) -> dict[str, str]:
     """Plain kafka-clients properties (the schemas-topic reader in the JVM)."""
-    props = {}
-    for key, value in kafka.flink_properties().items():
-        props[key.removeprefix("properties.")] = value.replace(_SHADED_PREFIX, "")
-    return props
+    return {key: value.replace(_SHADED_PREFIX, "")
+            for key, value in _client_properties(kafka).items()}
 
 
 def settings_json(

@@ -48,6 +48,13 @@ public class FeatureState {
         addDue(d.ts);
     }
 
+    /** Apply `d` to `target` (online or offline); the buckets it starts are due to leave.
+     * `scratch` holds the departures (one slot per window), reused across calls. */
+    void apply(EntityState target, FeatureDelta d, long[] scratch) {
+        int n = target.apply(d, scratch);
+        for (int i = 0; i < n; i++) addDue(scratch[i]);
+    }
+
     void addDue(long t) {
         int i = Arrays.binarySearch(due, 0, dueSize, t);
         if (i >= 0) return;

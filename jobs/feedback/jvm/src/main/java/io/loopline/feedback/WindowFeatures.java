@@ -100,8 +100,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
         } else if (s.online == null) {
             s.online = new EntityState(d.kind);
         }
-        int n = s.online.apply(d, created);
-        for (int i = 0; i < n; i++) s.addDue(created[i]);
+        s.apply(s.online, d, created);
         s.online.evict(s.online.latestMs);
         s.onlineAt = s.online.latestMs;
         if (!s.dirty) {
@@ -216,8 +215,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
             off = new EntityState(s.pending[from].kind);
         }
         for (int i = from; i < to; i++) {
-            int n = off.apply(s.pending[i], created);
-            for (int k = 0; k < n; k++) s.addDue(created[k]);
+            s.apply(off, s.pending[i], created);
         }
         off.evict(t);
         logged.inc();

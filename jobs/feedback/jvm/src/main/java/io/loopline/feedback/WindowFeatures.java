@@ -138,22 +138,28 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
         boolean end = watermark == Long.MAX_VALUE;
         int dues = 0;
         int deltas = 0;
+        // Decay: a window of a quiet entity moved on, so its online value is due again. One
+        // watermark step can pass many such points (a replay moves it hours at a time); the
+        // store keeps only the newest of them, so the value is emitted once, at the last one
+        // (or where the state emptied out), as the last of one update per point would be.
+        boolean decayed = false;
         while (dues < s.dueSize && s.due[dues] <= watermark) {
             long t = s.due[dues++];
             if (settings.offlineFeatureLog) {
                 deltas = offlineAt(s, t, deltas, end, ctx);
             }
-            if (s.online != null && t > s.onlineAt && !end) {
-                // Decay: a window of a quiet entity moved on; its online value is due again.
+            if (s.online != null && t > s.onlineAt && !end && !(decayed && s.online.isEmpty())) {
                 s.online.evict(t);
-                emitOnline(s.online, t, ctx);
-                s.dirty = false;
-                if (s.online.isEmpty()) {
-                    s.online = null;
-                    s.onlineAt = Long.MIN_VALUE;
-                } else {
-                    s.onlineAt = t;
-                }
+                s.onlineAt = t;
+                decayed = true;
+            }
+        }
+        if (decayed) {
+            emitOnline(s.online, s.onlineAt, ctx);
+            s.dirty = false;
+            if (s.online.isEmpty()) {
+                s.online = null;
+                s.onlineAt = Long.MIN_VALUE;
             }
         }
         s.consumed(dues, deltas);

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import jobspec, results
+from bench import jobspec, results, update_tap
 from bench.context import BenchContext
 from bench.errors import BenchRunError, BenchUsageError
 from bench.jobspec import JobVariant
@@ -316,11 +316,16 @@ def _measure(ctx: BenchContext, opts: Options, kind: str, store: str, rate: int
     proc, out_path, log_path = ctx.spawn(kind, name, spec)
     memory.watch("pipeline", proc.pid)
     poller: Poller | None = None
+    tap: update_tap.UpdateTap | None = None
     try:
         with memory:
             _wait_file(ready_file, proc, 600, f"{name} child")
             if not all(r.wait(300) for r in ready):
                 raise BenchRunError("the freshness producers did not get ready in 300s")
+            if kind == "flink":
+                tap = update_tap.UpdateTap(ctx.services.kafka, fields["feature_updates_topic"],
+                                           names.USER_ACTIVITY, PROBE_PREFIX)
+                tap.start()
             poller = Poller(_open_store(ctx, name, feast), probes, opts.poll_ms)
             poller.start()
             t0 = time.time() + 0.5
@@ -337,6 +342,8 @@ def _measure(ctx: BenchContext, opts: Options, kind: str, store: str, rate: int
     finally:
         if poller is not None:
             poller.stop()
+        if tap is not None:
+            tap.stop()
         stop_file.write_text("stop")
         try:
             proc.wait(180)
@@ -356,6 +363,9 @@ def _measure(ctx: BenchContext, opts: Options, kind: str, store: str, rate: int
         out = json.loads(out_path.read_text())
     consumed = _consumed(out, kind)
     growth = stats.get("delay_growth_s_per_s")
+    if tap is not None:
+        stats["split"] = {**update_tap.split(poller.sent, tap.seen, poller.visible, t_measure),
+                          "tap_records": tap.records, "tap_error": tap.error}
     return {
         "rate_target": rate,
         "produced": produced,
@@ -367,6 +377,7 @@ def _measure(ctx: BenchContext, opts: Options, kind: str, store: str, rate: int
         "delay": stats,
         "memory": memory.report(),
         "child_status": out.get("status"),
+        "writer": out.get("writer"),  # the Feast writer's batches and stage seconds
         "child_log": str(log_path),
     }
 
@@ -411,6 +422,14 @@ def run(ctx: BenchContext, opts: Options) -> dict[str, Any]:
                     note="lower bound (probes still not visible at the end)" if bound else None,
                     store=store, rate=rate, kept_up=ours["kept_up"],
                     baseline_kept_up=base["kept_up"] if base else None))
+            split = ours["delay"].get("split") or {}
+            if split.get("job") and split.get("writer_and_poll"):
+                job, rest = split["job"], split["writer_and_poll"]
+                doc["notes"].append(
+                    f"{store}@{rate:,}/s split over {split['probes']} probes: produce → update "
+                    f"on the topic (the job) p50 {job['p50_s']} s, p99 {job['p99_s']} s; topic "
+                    f"→ visible (Feast writer + poll) p50 {rest['p50_s']} s, p99 "
+                    f"{rest['p99_s']} s")
     doc["notes"] += [
         "delay = first poll that sees the probe user's row − the event's produce time "
         f"(poll every {opts.poll_ms:.0f} ms, so delays are overstated by up to that)",

@@ -20,9 +20,12 @@ class WriterConfig:
     # Each batch's RUNNING event (per-view counts, event-time ranges, offsets); "" = none.
     lineage_topic: str = topics.LINEAGE
     # A batch closes at this many input records, after this long since its first record, or
-    # as soon as a poll finds nothing more (so a quiet topic is written at once: freshness).
+    # once no record has come for batch_idle_ms (so updates are written as soon as the flow
+    # pauses, not a fixed wait later: freshness; under load the batch grows while the last
+    # one is written). poll_timeout_ms: how long an empty poll waits for a first record.
     max_batch_rows: int = 20_000
     max_batch_wait_ms: int = 200
+    batch_idle_ms: int = 20
     poll_timeout_ms: int = 100
     # A group with no committed offset starts at the beginning: the topic is the whole truth.
     auto_offset_reset: str = "earliest"
@@ -66,7 +69,7 @@ class WriterConfig:
         if self.auto_offset_reset not in ("earliest", "latest"):
             raise WriterConfigError("writer.auto_offset_reset must be earliest or latest, "
                                     f"got {self.auto_offset_reset!r}")
-        for name in ("max_batch_rows", "max_batch_wait_ms", "poll_timeout_ms",
+        for name in ("max_batch_rows", "max_batch_wait_ms", "batch_idle_ms", "poll_timeout_ms",
                      "max_future_ms", "write_attempts", "drain_idle_ms",
                      "max_poll_interval_ms"):
             if getattr(self, name) <= 0:

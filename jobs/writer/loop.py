@@ -138,12 +138,12 @@ class FeatureWriter:
                 left = cfg.max_batch_wait_ms - (time.perf_counter() - started) * 1000
                 if left <= 0:
                     break
-                timeout = int(min(left, cfg.poll_timeout_ms))
+                timeout = int(min(left, cfg.batch_idle_ms))
             polled = consumer.poll(timeout_ms=timeout,
                                    max_records=cfg.max_batch_rows - len(records))
             got = [r for part in polled.values() for r in part]
             if not got:
-                break  # nothing more right now: write what we have (freshness)
+                break  # nothing more for batch_idle_ms: write what we have (freshness)
             records += got
             if started is None:
                 started = time.perf_counter()

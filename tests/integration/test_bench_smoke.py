@@ -71,6 +71,9 @@ def test_freshness_smoke(kafka: KafkaConfig, redis: RedisEndpoint, tmp_path: Pat
     for side in ("job", "baseline"):
         assert detail[side]["produced"] > 0
         assert detail[side]["delay"]["probes"] > 0
+    split = detail["job"]["delay"]["split"]  # the tap on the job's update topic saw probes
+    assert split["tap_error"] is None and split["probes"] > 0 and split["tap_records"] > 0
+    assert 0 <= split["job"]["p50_s"] <= detail["job"]["delay"]["max_s"]
     _check_figures(doc, ["delay p50 at 100/s target "
                          f"({detail['job']['produced_rate']:,.0f}/s produced), redis"])
 

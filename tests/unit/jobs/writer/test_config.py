@@ -24,6 +24,7 @@ def test_environment_overrides(monkeypatch):
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("max_batch_rows", 0, "max_batch_rows must be positive"),
     ("poll_timeout_ms", -1, "poll_timeout_ms must be positive"),
+    ("batch_idle_ms", 0, "batch_idle_ms must be positive"),
     ("group_id", "", "group_id must be non-empty"),
     ("dead_letter_topic", topics.FEATURE_UPDATES, "must differ from writer.topic"),
     ("auto_offset_reset", "none", "earliest or latest"),

@@ -40,6 +40,7 @@ def unique_job(prefix: str = "t", **overrides: Any) -> JobConfig:
     return JobConfig(
         serving_topic=f"{prefix}.serving.{suffix}",
         interactions_topic=f"{prefix}.interactions.{suffix}",
+        feature_log_topic=f"{prefix}.features.logged.{suffix}",
         labelled_topic=f"{prefix}.labelled.{suffix}",
         unmatched_topic=f"{prefix}.unmatched.{suffix}",
         late_topic=f"{prefix}.late.{suffix}", dead_letter_topic=f"{prefix}.dlq.{suffix}",

@@ -45,8 +45,22 @@ LABELLED_SCHEMA = pa.schema(
         ("source_topic", pa.string()),
         ("source_partition", pa.int32()),
         ("source_offset", pa.int64()),
+        # What serving logged for the request (its FeatureLog, joined by the job): null when
+        # it logged none. Slices written before these columns read them as null.
+        ("feature_log_partition", pa.int32()),
+        ("feature_log_offset", pa.int64()),
+        ("feature_service_version", pa.string()),
+        ("feature_log_sample_rate", pa.float64()),
+        ("logged_user_feature_time", _TS),
+        ("logged_item_feature_time", _TS),
+        # In the service's view order (features.VIEW_COLUMNS); a null element is a value the
+        # online store did not have (NaN in the FeatureLog: JSON has no NaN).
+        ("logged_user_values", pa.list_(pa.float64())),
+        ("logged_item_values", pa.list_(pa.float64())),
     ]
 )
+LOGGED_COLUMNS = tuple(LABELLED_SCHEMA.names[LABELLED_SCHEMA.names.index("feature_log_partition"):])
+"""The labelled-impression columns of the joined FeatureLog (all null without one)."""
 UNMATCHED_SCHEMA = pa.schema(
     [
         ("event_id", pa.string()),
@@ -134,6 +148,8 @@ def _column_digests(column: pa.ChunkedArray) -> list[bytes]:
     """Digests of a column's validity, values (and string bytes), each fed chunk by chunk, so
     the chunking does not matter."""
     kind = column.type
+    if pa.types.is_list(kind) and pa.types.is_floating(kind.value_type):
+        return _list_digests(column)
     if not (pa.types.is_string(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
             or pa.types.is_boolean(kind) or pa.types.is_timestamp(kind)):
         raise ValueError(f"no canonical form for a {kind} column")
@@ -150,6 +166,17 @@ def _column_digests(column: pa.ChunkedArray) -> list[bytes]:
             zero = False if pa.types.is_boolean(kind) else 0
             values.update(_little_endian(chunk.fill_null(zero)))
     return [validity.digest(), values.digest(), text.digest()]
+
+
+def _list_digests(column: pa.ChunkedArray) -> list[bytes]:
+    """A list<double> column: its validity, each list's length (0 for a null list) and the
+    flattened elements' own digests, so the list boundaries are part of the fingerprint."""
+    validity, lengths = hashlib.sha256(), hashlib.sha256()
+    for chunk in column.chunks:
+        validity.update(chunk.is_valid().to_numpy(zero_copy_only=False).tobytes())
+        lengths.update(_little_endian(pc.list_value_length(chunk).fill_null(0)))
+    flat = pa.chunked_array([c.flatten() for c in column.chunks], type=column.type.value_type)
+    return [validity.digest(), lengths.digest(), *_column_digests(flat)]
 
 
 def _little_endian(array: pa.Array) -> bytes:
@@ -198,6 +225,21 @@ def listed(previous: dict[str, Any] | None, name: str, table: pa.Table) -> bool:
     legacy = [f["fingerprint"] for f in files if f.get("rows") == table.num_rows
               and str(f.get("fingerprint", "")).startswith(LEGACY_FINGERPRINT)]
     return bool(legacy) and legacy_fingerprint(table) in legacy
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns in its order, cast; a column the file predates (the
+    logged-feature columns in an older slice) is all null."""
+    columns = [table[f.name].cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.table(columns, schema=schema)
+
+
+def own_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` cast to the fields of `schema` it has (in schema order): the columns its
+    fingerprint was computed over, whichever version of the schema wrote it."""
+    fields = [f for f in schema if f.name in table.column_names]
+    return table.select([f.name for f in fields]).cast(pa.schema(fields))
 
 
 def to_table(dataset: str, rows: list[dict[str, Any]]) -> pa.Table:

@@ -113,6 +113,28 @@ def unmatched_row(
     }
 
 
+def logged_columns(log: dict[str, Any], partition: int, offset: int,
+                   item_id: str) -> dict[str, Any]:
+    """The LOGGED_COLUMNS of one labelled impression whose request has the FeatureLog `log`
+    (a decoded record at `partition`/`offset`): what the job's label join writes (NaN as
+    null; an item the log does not list gets null item columns)."""
+    item = next((i for i in log["items"] if i["entity_id"] == item_id), None)
+
+    def values(entity: dict[str, Any] | None) -> list[float | None] | None:
+        if entity is None:
+            return None
+        return [v if v == v and abs(v) != float("inf") else None for v in entity["values"]]
+
+    return {
+        "feature_log_partition": partition, "feature_log_offset": offset,
+        "feature_service_version": log["feature_service_version"],
+        "feature_log_sample_rate": log["sample_rate"],
+        "logged_user_feature_time": log["user"]["feature_time"],
+        "logged_item_feature_time": None if item is None else item["feature_time"],
+        "logged_user_values": values(log["user"]), "logged_item_values": values(item),
+    }
+
+
 def dedupe(dataset: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per key (a replay after recovery may emit a row twice), in key order."""
     key_fields = ROW_KEY[dataset]

@@ -61,6 +61,7 @@ LABELLED_SCHEMA = pa.schema(
 )
 LOGGED_COLUMNS = tuple(LABELLED_SCHEMA.names[LABELLED_SCHEMA.names.index("feature_log_partition"):])
 """The labelled-impression columns of the joined FeatureLog (all null without one)."""
+_ABSENT_WHEN_NULL = frozenset(LOGGED_COLUMNS)
 UNMATCHED_SCHEMA = pa.schema(
     [
         ("event_id", pa.string()),
@@ -157,10 +158,17 @@ def table_fingerprint(table: pa.Table) -> str:
     UTF-8 bytes). It depends on neither how the table was built, chunked or read back, so the
     job (from its NDJSON chunks) and a reader (from the Parquet file) agree, and no row is
     touched in Python. Formatting every value as CSV text, the fingerprint before, was the
-    partition writer's largest cost."""
+    partition writer's largest cost. A logged-feature column that is null throughout counts
+    as absent: rows without FeatureLogs keep the fingerprint they had before those columns
+    existed, so a replay of an hour written then is recognised, not written twice."""
     combined = hashlib.sha256(f"{table.num_rows}\n".encode())
     for field, column in zip(table.schema, table.columns, strict=True):
-        combined.update(f"{field.name}:{field.type}\n".encode())
+        if field.name in _ABSENT_WHEN_NULL and column.null_count == table.num_rows:
+            continue
+        # A list's element field name differs after a Parquet round trip (item / element).
+        kind = (f"list<{field.type.value_type}>" if pa.types.is_list(field.type)
+                else str(field.type))
+        combined.update(f"{field.name}:{kind}\n".encode())
         for digest in _column_digests(column):
             combined.update(digest)
     return FINGERPRINT + combined.hexdigest()
@@ -219,7 +227,13 @@ def _string_bytes(array: pa.Array) -> memoryview:
 def legacy_fingerprint(table: pa.Table) -> str:
     """The fingerprint of files written before `table_fingerprint` (sha256 over the rows as
     Arrow writes them to CSV): still recognised, so those files verify and are not written
-    twice by a replay."""
+    twice by a replay. Those files had no logged-feature columns: all-null ones are left out,
+    and rows with logged vectors (which CSV cannot hold) match no such file."""
+    absent = [f.name for f, c in zip(table.schema, table.columns, strict=True)
+              if f.name in _ABSENT_WHEN_NULL and c.null_count == table.num_rows]
+    table = table.drop_columns(absent)
+    if any(pa.types.is_list(f.type) for f in table.schema):
+        return LEGACY_FINGERPRINT + "-"  # never a sha256: no legacy file equals these rows
     sink = pa.BufferOutputStream()
     pa_csv.write_csv(table, sink)
     return LEGACY_FINGERPRINT + hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()

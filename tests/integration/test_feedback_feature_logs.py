@@ -161,3 +161,24 @@ def test_unmatched_late_and_dead_lettered_logs_say_why(
                 for r in read_topic(kafka, job.labelled_topic)]
     assert {(r["request_id"], r["feature_log_offset"]) for r in labelled} == {
         ("r1", 0), ("r2", 3), ("r3", None)}
+
+
+def test_with_the_feature_log_topic_off_the_job_reads_two_topics_as_before(
+        kafka: KafkaConfig, tmp_path: Any) -> None:
+    """job.feature_log_topic = "": no third input, no topic created, the known case
+    reconciles exactly as it always has."""
+    from kafka import KafkaConsumer
+
+    from tests.integration.feedback_case import EXPECTED_COUNTS, produce_case
+
+    job = case_job(feature_log_topic="")
+    produce_case(kafka, job)
+    paths = PathsConfig(home=tmp_path, jars=PathsConfig().jars).resolved()
+    run(job, kafka, FeastConfig(), paths)
+    assert reconcile(kafka, job).as_dict() == EXPECTED_COUNTS
+    consumer = KafkaConsumer(**kafka.client_kwargs())
+    try:
+        assert not any(t.startswith("t.features.logged") and job.group_id[2:] in t
+                       for t in consumer.topics())
+    finally:
+        consumer.close()

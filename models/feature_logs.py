@@ -220,14 +220,3 @@ def from_slice(frame: pd.DataFrame) -> SliceVectors:
     for partition, offsets in rows.groupby("feature_log_partition")["feature_log_offset"]:
         out.offsets[str(int(partition))] = [int(offsets.min()), int(offsets.max())]
     return out
-
-
-def join(impressions: pd.DataFrame, logged: LoggedFeatures) -> tuple[pd.DataFrame, int]:
-    """Impressions with the feature columns serving scored them with, keyed exactly by
-    (request_id, item_id); impressions without a logged row are left out. Returns the frame
-    (impression columns + features.COLUMNS, impression order) and how many were left out."""
-    columns = [c for c in impressions.columns if c not in features.COLUMNS]
-    logged_columns = logged.frame[[*KEY, *features.COLUMNS]]
-    joined = impressions[columns].merge(logged_columns, on=KEY, how="inner",
-                                        validate="one_to_one")
-    return joined, len(impressions) - len(joined)

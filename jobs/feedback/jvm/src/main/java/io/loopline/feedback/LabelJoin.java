@@ -87,6 +87,9 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
                 return;
             }
             s.serving = e;
+            if (s.featureLog != null) {
+                s.featureLog.raw = null; // joined for certain now: its bytes would only weigh on state
+            }
             ctx.output(ACCEPTED, e);
             ctx.timerService().registerEventTimeTimer(e.eventTime + settings.maturityWindowMs);
             List<InputEvent> waiting = s.pending;
@@ -132,7 +135,10 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
             unmatchedLog(e, AFTER_CLOSE, "the request was labelled at " + s.closedAt + " without it", ctx);
         } else {
             s.featureLog = e;
-            if (s.serving == null) {
+            if (s.serving != null) {
+                // It will be joined when the request closes: no envelope will need its bytes.
+                e.raw = null;
+            } else {
                 // Waits as an interaction does: its serving event may still be on its way.
                 ctx.timerService().registerEventTimeTimer(e.eventTime + settings.maturityWindowMs);
             }

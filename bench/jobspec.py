@@ -45,6 +45,9 @@ def job_fields(tag: str, serving: str, interactions: str, variant: JobVariant,
     fields: dict[str, Any] = {
         "serving_topic": serving,
         "interactions_topic": interactions,
+        # The run's own (empty) FeatureLog topic: equal work with production's three inputs,
+        # and never the shared topic's records counted as this run's inputs.
+        "feature_log_topic": f"bench.{tag}.features.logged",
         "labelled_topic": f"bench.{tag}.labelled",
         "unmatched_topic": f"bench.{tag}.unmatched",
         "late_topic": f"bench.{tag}.late",

@@ -86,7 +86,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     else:
         d = counts.as_dict()
         print(f"input {d['input']} = joined {d['joined']} (serving {d['joined_serving']}, "
-              f"interactions {d['joined_interactions']}) + unmatched {d['unmatched']} "
+              f"interactions {d['joined_interactions']}, feature logs "
+              f"{d['joined_feature_logs']}) + unmatched {d['unmatched']} "
               f"+ late {d['late']} + dead-lettered {d['dead_lettered']}: "
               f"{'balanced' if counts.balanced else 'NOT BALANCED'}")
     return 0 if counts.balanced else 1

@@ -45,16 +45,9 @@ def _train(args: argparse.Namespace) -> int:
                         emit_lineage=True if args.emit_lineage else None)
     rng = SliceRange.parse(args.slice)
     paths = _paths()
-    logged = None
-    if getattr(args, "features", None) == "logged":
-        from models.feature_logs import read_topic
-        from models.serving.config import load_serving
-
-        logged = read_topic(load_kafka(), load_serving().feature_log_topic, rng.start_ms,
-                            rng.end_ms)
     result = train(paths, rng, _store(paths), cfg, parent=args.parent,
                    kafka=load_kafka() if cfg.emit_lineage else None, progress=_progress(),
-                   logged=logged)
+                   features_from=getattr(args, "features", None) or "point-in-time")
     if args.json:
         _print_json({"version": result.version, "run_id": result.run_id,
                      "metrics": result.metrics, "lineage": result.lineage})
@@ -290,8 +283,9 @@ def register(subparsers: Any) -> None:
                    help="also send the LineageRecord to Kafka (config [kafka])")
     p.add_argument("--features", choices=("point-in-time", "logged"), default="point-in-time",
                    help="feature values: Feast's offline history as of each impression "
-                   "(default), or the vectors serving logged for it ([serving] "
-                   "feature_log_topic; impressions without a log are left out)")
+                   "(default), or the vectors serving logged for it, as the feedback job "
+                   "joined them into the slice ([job] feature_log_topic; impressions "
+                   "without a log are left out)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_train)
 

@@ -78,6 +78,9 @@ def job_config(run_tag: str) -> JobConfig:
         startup="earliest-offset", bounded=False, run_id=f"demo-{run_tag}",
         job_name="loopline-feedback-demo",
         idle_timeout_ms=IDLE_TIMEOUT_MS,
+        # Off: the demo reconciles the job's inputs against what the simulator published, and
+        # its consistency phase reads the log topic itself. (Not the shared default topic.)
+        feature_log_topic="",
     )
 
 

@@ -16,6 +16,9 @@ class JobConfig:
     # Which topics: defaults are the contract names in schemas.topics.
     serving_topic: str = topics.SERVING
     interactions_topic: str = topics.INTERACTIONS
+    # Serving's FeatureLogs, joined into labelled impressions (training on exactly what
+    # serving saw); "" = off: the job reads serving events and interactions only.
+    feature_log_topic: str = topics.FEATURE_LOGS
     labelled_topic: str = topics.LABELLED
     unmatched_topic: str = topics.UNMATCHED
     late_topic: str = topics.LATE
@@ -85,6 +88,12 @@ class JobConfig:
     run_id: str | None = None
 
     @property
+    def input_topics(self) -> tuple[str, ...]:
+        """The topics the job reads (the FeatureLog topic when it joins logged features)."""
+        return tuple(t for t in (self.serving_topic, self.interactions_topic,
+                                 self.feature_log_topic) if t)
+
+    @property
     def output_topics(self) -> tuple[str, ...]:
         return (
             self.labelled_topic,
@@ -120,8 +129,9 @@ class JobConfig:
                 raise JobConfigError(f"job.{name} must be positive, got {getattr(self, name)}")
         if self.restart_attempts < 0:
             raise JobConfigError(f"job.restart_attempts must be >= 0, got {self.restart_attempts}")
-        if self.serving_topic == self.interactions_topic:
-            raise JobConfigError("job.serving_topic and job.interactions_topic must differ")
+        if len(set(self.input_topics)) != len(self.input_topics):
+            raise JobConfigError("job.serving_topic, job.interactions_topic and "
+                                 "job.feature_log_topic must differ")
         # Partitions are named by their start hour (hour=YYYY-MM-DDTHH): a sub-hour partition
         # would share its name with the next one in the same hour and be skipped as a replay.
         if self.slice_partition_ms % 3_600_000:

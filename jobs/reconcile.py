@@ -1,5 +1,9 @@
 """Reconcile a feedback run from its durable outputs: input = joined + unmatched + late + DLQ.
 
+Inputs are the job's input topics, serving's FeatureLogs included when the job joins them: a
+log is joined when a labelled impression names it (feature_log_partition/offset), unmatched
+when its envelope is on the unmatched topic, late or dead-lettered as any input.
+
 Counts come from the topics themselves (not from operator metrics, which reset on restart),
 de-duplicated by each output's key, because the Kafka sinks are at-least-once: a recovery
 may write a record twice, never zero times.
@@ -22,13 +26,14 @@ class Reconciliation:
     input: int
     joined_serving: int
     joined_interactions: int
+    joined_feature_logs: int
     unmatched: int
     late: int
     dead_lettered: int
 
     @property
     def joined(self) -> int:
-        return self.joined_serving + self.joined_interactions
+        return self.joined_serving + self.joined_interactions + self.joined_feature_logs
 
     @property
     def balanced(self) -> bool:
@@ -85,15 +90,19 @@ def _source_topic(key: bytes | None) -> str:
 
 
 def reconcile(kafka: KafkaConfig, job: JobConfig) -> Reconciliation:
-    inputs = (job.serving_topic, job.interactions_topic)
+    inputs = job.input_topics
     codec = default_codec()
     labelled: dict[bytes, dict[str, Any]] = {}
     for record in read_topic(kafka, job.labelled_topic):
         labelled[record.key] = codec.decode(record.value, LABELLED_IMPRESSION)[1]
     return Reconciliation(
-        input=count_inputs(kafka, (job.serving_topic, job.interactions_topic)),
+        input=count_inputs(kafka, inputs),
         joined_serving=len({row["request_id"] for row in labelled.values()}),
         joined_interactions=sum(row["interaction_count"] for row in labelled.values()),
+        # Every impression of a logged request names the same log: count each log once.
+        joined_feature_logs=len({(row["feature_log_partition"], row["feature_log_offset"])
+                                 for row in labelled.values()
+                                 if row.get("feature_log_offset") is not None}),
         unmatched=_distinct_keys(read_topic(kafka, job.unmatched_topic)),
         late=_distinct_keys(read_topic(kafka, job.late_topic)),
         # The Feast writer's dead letters (should there be any) name the updates topic: they

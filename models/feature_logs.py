@@ -1,4 +1,10 @@
-"""Reading serving's FeatureLog records back: one row per (request_id, item_id) as served.
+"""Serving's logged vectors: from the feedback slice (training), or the FeatureLog topic.
+
+`from_slice` is what `loopline train --features logged` uses: the feedback job joined each
+request's FeatureLog into its labelled impressions, so the slice rows carry the vectors;
+rows without one, or whose vectors do not follow this feature service, are left out and
+counted (never raised). The rest reads the topic itself (`loopline consistency`): one row
+per (request_id, item_id) as served.
 
 `parse` is pure (bytes in, frame and counts out) and never raises on bad input: a record that
 is not a FeatureLog, names another feature service version, or carries vectors of the wrong
@@ -18,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from feature_repo import names
+from jobs.transforms.slices import LOGGED_COLUMNS
 from loopline.kafka import KafkaConfig
 from models import features
 from models.errors import ModelsError
@@ -165,12 +172,51 @@ def read_topic(kafka: KafkaConfig, topic: str, start_ms: int, end_ms: int,
     return out
 
 
-def join(impressions: pd.DataFrame, logged: LoggedFeatures) -> tuple[pd.DataFrame, int]:
-    """Impressions with the feature columns serving scored them with, keyed exactly by
-    (request_id, item_id); impressions without a logged row are left out. Returns the frame
-    (impression columns + features.COLUMNS, impression order) and how many were left out."""
-    columns = [c for c in impressions.columns if c not in features.COLUMNS]
-    logged_columns = logged.frame[[*KEY, *features.COLUMNS]]
-    joined = impressions[columns].merge(logged_columns, on=KEY, how="inner",
-                                        validate="one_to_one")
-    return joined, len(impressions) - len(joined)
+@dataclass
+class SliceVectors:
+    """The slice rows that carry usable logged vectors, and what was left out and why."""
+
+    frame: pd.DataFrame  # the rows (without the logged columns) + features.COLUMNS
+    without_log: int = 0  # the request had no FeatureLog (or the item was not in it)
+    malformed: Counter[str] = field(default_factory=Counter)  # reason -> rows
+    offsets: dict[str, list[int]] = field(default_factory=dict)  # log partition -> [min, max]
+
+
+def _vectors(column: pd.Series, width: int) -> np.ndarray:
+    """A column of equal-length lists (null elements: NaN) as a float matrix."""
+    if column.empty:
+        return np.empty((0, width))
+    return np.vstack([np.asarray(v, dtype=float) for v in column]).reshape(len(column), width)
+
+
+def from_slice(frame: pd.DataFrame) -> SliceVectors:
+    """The rows of a labelled-impression frame with the feature columns serving scored them
+    with (slices.LOGGED_COLUMNS, joined by the job); validated as `_problem` validates a
+    record: this feature service version, vectors of the service's lengths."""
+    rest = frame[[c for c in frame.columns if c not in (*LOGGED_COLUMNS, *features.COLUMNS)]]
+    if "logged_user_values" not in frame.columns:  # a frame read without them: no vectors
+        return SliceVectors(rest.iloc[0:0].assign(**dict.fromkeys(features.COLUMNS, 0.0)),
+                            without_log=len(frame))
+    version = frame["feature_service_version"]
+    users, items = frame["logged_user_values"], frame["logged_item_values"]
+    present = version.notna() & users.notna() & items.notna()
+    out = SliceVectors(rest.iloc[0:0], without_log=int((~present).sum()))
+    usable = present & (version == features.SERVICE_VERSION)
+    for other, n in version[present & ~usable].value_counts().items():
+        out.malformed[f"feature service version {other!r}, expected "
+                      f"{features.SERVICE_VERSION}"] += int(n)
+    wrong = (users[usable].map(len) != len(_USER_COLUMNS)) | \
+        (items[usable].map(len) != len(_ITEM_COLUMNS))
+    if wrong.any():
+        out.malformed[f"vector lengths differ from {len(_USER_COLUMNS)} user / "
+                      f"{len(_ITEM_COLUMNS)} item values"] += int(wrong.sum())
+        usable.loc[wrong.index[wrong]] = False
+    rows = frame[usable]
+    body = pd.DataFrame(
+        np.hstack([_vectors(rows["logged_user_values"], len(_USER_COLUMNS)),
+                   _vectors(rows["logged_item_values"], len(_ITEM_COLUMNS))]),
+        columns=[*_USER_COLUMNS, *_ITEM_COLUMNS], index=rows.index)
+    out.frame = pd.concat([rest[usable], body[list(features.COLUMNS)]], axis=1)
+    for partition, offsets in rows.groupby("feature_log_partition")["feature_log_offset"]:
+        out.offsets[str(int(partition))] = [int(offsets.min()), int(offsets.max())]
+    return out

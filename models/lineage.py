@@ -104,11 +104,11 @@ def send(record: dict[str, Any], kafka: KafkaConfig, topic: str = topics.LINEAGE
 def _features_text(used: dict[str, Any] | None) -> str:
     if not used or used.get("source") == POINT_IN_TIME:
         return "Feast offline history, point in time (served_at - 1 ms)"
-    offsets = "; ".join(f"{topic}[{p}] {lo}..{hi}" for topic, parts in
-                        (used.get("sources") or {}).items() for p, (lo, hi) in parts.items())
+    offsets = "; ".join(f"[{p}] {lo}..{hi}" for p, (lo, hi) in
+                        (used.get("feature_log_offsets") or {}).items())
     return (f"serving's logged vectors ({used.get('rows', 0)} rows; "
             f"{used.get('rows_without_log', 0)} impressions without a log left out; "
-            f"offsets {offsets or '-'})")
+            f"feature-log offsets {offsets or '-'}, joined by the feedback job)")
 
 
 def describe(doc: dict[str, Any]) -> str:

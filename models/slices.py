@@ -211,7 +211,7 @@ def reference(rng: SliceRange, partitions: list[Partition]) -> SliceRef:
 def _fingerprint_matches(table: pa.Table, fp: str) -> bool:
     """Whether a file's rows have the content fingerprint the job computed (either kind, see
     jobs/transforms/slices)."""
-    return contract.fingerprint_matches(table.select(SCHEMA.names).cast(SCHEMA), fp)
+    return contract.fingerprint_matches(contract.own_columns(table, SCHEMA), fp)
 
 
 def read_partitions(partitions: list[Partition], columns: list[str] | None = None,
@@ -225,20 +225,22 @@ def read_partitions(partitions: list[Partition], columns: list[str] | None = Non
                 raise SliceError(
                     f"partition {part.name}: manifest lists {path.name}, which is missing")
             try:
-                table = pq.read_table(path, columns=None if verify else columns)
+                wanted = None if verify or columns is None else \
+                    [c for c in columns if c in pq.read_schema(path).names]  # older files
+                table = pq.read_table(path, columns=wanted)
             except (OSError, pa.ArrowInvalid) as exc:
                 raise SliceError(f"partition {part.name}: cannot read {path.name}: {exc}") from exc
             rows += table.num_rows
             if verify and fp is not None and not _fingerprint_matches(table, fp):
                 raise SliceError(f"partition {part.name}: {path.name} does not match the "
                                  f"fingerprint in its manifest ({fp})")
-            tables.append(table.select(columns) if columns else table)
+            tables.append(table)
         if rows != part.row_count:
             raise SliceError(f"partition {part.name}: manifest says {part.row_count} rows, "
                              f"files hold {rows}")
     schema = pa.schema([SCHEMA.field(c) for c in columns]) if columns else SCHEMA
     try:
-        table = pa.concat_tables([t.cast(schema) for t in tables])
+        table = pa.concat_tables([contract.conform(t, schema) for t in tables])
     except (pa.ArrowInvalid, KeyError, ValueError) as exc:
         raise SliceError(f"slice files do not match the labelled-impression schema: {exc}") from exc
     return table.to_pandas()

@@ -27,12 +27,12 @@ import pandas as pd
 from feast import FeatureStore
 from tqdm import tqdm
 
+from jobs.transforms.slices import LOGGED_COLUMNS
 from loopline import settings
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
 from models import feature_logs, features, lineage, metrics, slices
 from models.errors import LineageEmitError, TrainingError
-from models.feature_logs import LoggedFeatures
 from models.ranker import OBJECTIVES, POSITION, ModelSpec, Ranker
 from models.registry import LINEAGE_FILE, METRICS_FILE, POPULARITY_FILE, Registry, write_json
 from models.rollout import Rollout
@@ -181,30 +181,41 @@ def popularity(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def _with_features(paths: PathsConfig, store: FeatureStore, frame: pd.DataFrame,
-                   logged: LoggedFeatures | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The slice with its feature columns: Feast's point-in-time history, or (`logged`)
-    exactly the vectors serving scored each impression with, joined by (request_id,
-    item_id); impressions without a logged row are left out and counted in lineage."""
-    if logged is None:
+                   source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The slice with its feature columns: Feast's point-in-time history, or (LOGGED)
+    exactly the vectors serving scored each impression with, which the feedback job joined
+    into the slice rows; impressions without them are left out and counted in lineage."""
+    if source == lineage.POINT_IN_TIME:
         features.check_sources(store, paths)
+        frame = frame.drop(columns=[c for c in LOGGED_COLUMNS if c in frame.columns])
         return (pd.concat([frame, features.historical(store, frame)], axis=1),
                 {"source": lineage.POINT_IN_TIME})
-    joined, left_out = feature_logs.join(frame, logged)
+    if source != lineage.LOGGED:
+        raise TrainingError(f"features must come from {lineage.POINT_IN_TIME!r} or "
+                            f"{lineage.LOGGED!r}, got {source!r}")
+    logged = feature_logs.from_slice(frame)
+    joined = logged.frame
+    left_out = len(frame) - len(joined)
     if joined["request_id"].nunique() < MIN_REQUESTS:
         raise TrainingError(
             f"only {joined['request_id'].nunique()} requests of the slice have logged features "
             f"({left_out} of {len(frame)} impressions have none); training needs at least "
-            f"{MIN_REQUESTS}. Is feature logging on ([serving] feature_log_sample_rate)?")
+            f"{MIN_REQUESTS}. Is feature logging on ([serving] feature_log_sample_rate), and "
+            f"does the feedback job read its topic ([job] feature_log_topic)?")
     return joined, {"source": lineage.LOGGED, "rows": len(joined),
-                    "rows_without_log": left_out, "sources": logged.sources,
-                    "malformed_records": sum(logged.malformed.values()),
+                    "rows_without_log": left_out,
+                    "malformed_rows": sum(logged.malformed.values()),
+                    "malformed_by_reason": dict(sorted(logged.malformed.items())),
+                    # the log topic is named with these offsets in the slice's sources
+                    "feature_log_offsets": logged.offsets,
                     "feature_service_version": features.SERVICE_VERSION}
 
 
 def train(paths: PathsConfig, rng: slices.SliceRange, store: FeatureStore, cfg: TrainingConfig,
           parent: str | None = None, kafka: KafkaConfig | None = None,
-          progress: bool = False, logged: LoggedFeatures | None = None) -> TrainResult:
-    """Slice → features (point in time, or `logged`: serving's own vectors) → LightGBM →
+          progress: bool = False, features_from: str = lineage.POINT_IN_TIME) -> TrainResult:
+    """Slice → features (point in time, or LOGGED: serving's own vectors, from the slice) →
+    LightGBM →
     registered version with lineage (which names the feature source)."""
     registry = Registry.from_paths(paths)
     if parent is None:
@@ -215,7 +226,7 @@ def train(paths: PathsConfig, rng: slices.SliceRange, store: FeatureStore, cfg: 
     stages = tqdm(total=4, desc="train", unit="step", disable=not progress, leave=False)
     frame, ref = slices.load(paths, rng)
     stages.update(1)
-    frame, features_used = _with_features(paths, store, frame, logged)
+    frame, features_used = _with_features(paths, store, frame, features_from)
     stages.update(1)
     ranker, scores = fit(frame, cfg, progress=progress)
     stages.update(1)

@@ -37,16 +37,18 @@ from schemas.producer import EventProducer
 def unique_job(prefix: str = "t", **overrides: Any) -> JobConfig:
     """A job config on fresh, uniquely named topics (and group and run id)."""
     suffix = uuid.uuid4().hex[:8]
-    return JobConfig(
+    fields: dict[str, Any] = dict(
         serving_topic=f"{prefix}.serving.{suffix}",
         interactions_topic=f"{prefix}.interactions.{suffix}",
+        feature_log_topic=f"{prefix}.features.logged.{suffix}",
         labelled_topic=f"{prefix}.labelled.{suffix}",
         unmatched_topic=f"{prefix}.unmatched.{suffix}",
         late_topic=f"{prefix}.late.{suffix}", dead_letter_topic=f"{prefix}.dlq.{suffix}",
         lineage_topic=f"{prefix}.lineage.{suffix}",
         feature_updates_topic=f"{prefix}.features.{suffix}", group_id=f"g-{suffix}",
-        run_id=f"{prefix}-{suffix}", **overrides,
+        run_id=f"{prefix}-{suffix}",
     )
+    return JobConfig(**{**fields, **overrides})  # an override may replace a topic
 
 
 def create_topics(kafka: KafkaConfig, job: JobConfig) -> None:

@@ -13,6 +13,7 @@ from jobs.config import JobConfig
 from loopline.kafka import KafkaConfig
 from schemas.codec import (
     DEAD_LETTER,
+    FEATURE_LOG,
     FEATURE_UPDATE,
     INTERACTION_EVENT,
     LABELLED_IMPRESSION,
@@ -21,7 +22,8 @@ from schemas.codec import (
 from schemas.store import SchemaStore
 
 # The reader schemas the operators decode into and encode with: the newest shipped version.
-READERS = (SERVING_EVENT, INTERACTION_EVENT, LABELLED_IMPRESSION, DEAD_LETTER, FEATURE_UPDATE)
+READERS = (SERVING_EVENT, INTERACTION_EVENT, FEATURE_LOG, LABELLED_IMPRESSION, DEAD_LETTER,
+           FEATURE_UPDATE)
 # The Flink SQL Kafka connector relocates the Kafka client; our operators use the plain one.
 _SHADED_PREFIX = "org.apache.flink.kafka.shaded."
 
@@ -69,6 +71,7 @@ def settings_json(
             "run_id": run_id,
             "serving_topic": job.serving_topic,
             "interactions_topic": job.interactions_topic,
+            "feature_log_topic": job.feature_log_topic,
             "labelled_topic": job.labelled_topic,
             "unmatched_topic": job.unmatched_topic,
             "late_topic": job.late_topic,

@@ -71,7 +71,7 @@ def source_ddl(run: RunContext, kafka: KafkaConfig) -> str:
     job = run.job
     options = {
         "connector": "kafka",
-        "topic": f"{job.serving_topic};{job.interactions_topic}",
+        "topic": ";".join(job.input_topics),
         "value.format": "raw",
         "properties.group.id": job.group_id,
         "properties.auto.offset.reset": "earliest",

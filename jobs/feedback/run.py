@@ -25,6 +25,7 @@ from jobs.config import JobConfig, load_job
 from jobs.errors import JobError
 from jobs.feedback import environment, pipeline
 from jobs.feedback.context import RunContext, lineage_to_sink
+from jobs.feedback.inputs import ensure_topic
 from jobs.reconcile import reconcile
 from jobs.transforms import lineage
 from jobs.writer import FeatureWriter, WriterConfig, WriterProcess, WriterStats, load_writer
@@ -109,9 +110,11 @@ def run(
         pseudonymiser(load_privacy(), paths),
     )
     feature_store(feast, paths, apply=True)  # the job writes into these views: register them
+    if job.feature_log_topic:
+        ensure_topic(kafka, job.feature_log_topic)  # serving may not have logged yet
     env, t_env = environment.create(job, paths, embedded)
     pipeline.build(env, t_env, context, kafka)
-    inputs = [lineage.dataset("kafka", t) for t in (job.serving_topic, job.interactions_topic)]
+    inputs = [lineage.dataset("kafka", t) for t in job.input_topics]
     _send_lineage(
         kafka,
         context,

@@ -45,8 +45,23 @@ LABELLED_SCHEMA = pa.schema(
         ("source_topic", pa.string()),
         ("source_partition", pa.int32()),
         ("source_offset", pa.int64()),
+        # What serving logged for the request (its FeatureLog, joined by the job): null when
+        # it logged none. Slices written before these columns read them as null.
+        ("feature_log_partition", pa.int32()),
+        ("feature_log_offset", pa.int64()),
+        ("feature_service_version", pa.string()),
+        ("feature_log_sample_rate", pa.float64()),
+        ("logged_user_feature_time", _TS),
+        ("logged_item_feature_time", _TS),
+        # In the service's view order (features.VIEW_COLUMNS); a null element is a value the
+        # online store did not have (NaN in the FeatureLog: JSON has no NaN).
+        ("logged_user_values", pa.list_(pa.float64())),
+        ("logged_item_values", pa.list_(pa.float64())),
     ]
 )
+LOGGED_COLUMNS = tuple(LABELLED_SCHEMA.names[LABELLED_SCHEMA.names.index("feature_log_partition"):])
+"""The labelled-impression columns of the joined FeatureLog (all null without one)."""
+_ABSENT_WHEN_NULL = frozenset(LOGGED_COLUMNS)
 UNMATCHED_SCHEMA = pa.schema(
     [
         ("event_id", pa.string()),
@@ -99,6 +114,28 @@ def unmatched_row(
     }
 
 
+def logged_columns(log: dict[str, Any], partition: int, offset: int,
+                   item_id: str) -> dict[str, Any]:
+    """The LOGGED_COLUMNS of one labelled impression whose request has the FeatureLog `log`
+    (a decoded record at `partition`/`offset`): what the job's label join writes (NaN as
+    null; an item the log does not list gets null item columns)."""
+    item = next((i for i in log["items"] if i["entity_id"] == item_id), None)
+
+    def values(entity: dict[str, Any] | None) -> list[float | None] | None:
+        if entity is None:
+            return None
+        return [v if v == v and abs(v) != float("inf") else None for v in entity["values"]]
+
+    return {
+        "feature_log_partition": partition, "feature_log_offset": offset,
+        "feature_service_version": log["feature_service_version"],
+        "feature_log_sample_rate": log["sample_rate"],
+        "logged_user_feature_time": log["user"]["feature_time"],
+        "logged_item_feature_time": None if item is None else item["feature_time"],
+        "logged_user_values": values(log["user"]), "logged_item_values": values(item),
+    }
+
+
 def dedupe(dataset: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per key (a replay after recovery may emit a row twice), in key order."""
     key_fields = ROW_KEY[dataset]
@@ -121,10 +158,17 @@ def table_fingerprint(table: pa.Table) -> str:
     UTF-8 bytes). It depends on neither how the table was built, chunked or read back, so the
     job (from its NDJSON chunks) and a reader (from the Parquet file) agree, and no row is
     touched in Python. Formatting every value as CSV text, the fingerprint before, was the
-    partition writer's largest cost."""
+    partition writer's largest cost. A logged-feature column that is null throughout counts
+    as absent: rows without FeatureLogs keep the fingerprint they had before those columns
+    existed, so a replay of an hour written then is recognised, not written twice."""
     combined = hashlib.sha256(f"{table.num_rows}\n".encode())
     for field, column in zip(table.schema, table.columns, strict=True):
-        combined.update(f"{field.name}:{field.type}\n".encode())
+        if field.name in _ABSENT_WHEN_NULL and column.null_count == table.num_rows:
+            continue
+        # A list's element field name differs after a Parquet round trip (item / element).
+        kind = (f"list<{field.type.value_type}>" if pa.types.is_list(field.type)
+                else str(field.type))
+        combined.update(f"{field.name}:{kind}\n".encode())
         for digest in _column_digests(column):
             combined.update(digest)
     return FINGERPRINT + combined.hexdigest()
@@ -134,6 +178,8 @@ def _column_digests(column: pa.ChunkedArray) -> list[bytes]:
     """Digests of a column's validity, values (and string bytes), each fed chunk by chunk, so
     the chunking does not matter."""
     kind = column.type
+    if pa.types.is_list(kind) and pa.types.is_floating(kind.value_type):
+        return _list_digests(column)
     if not (pa.types.is_string(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
             or pa.types.is_boolean(kind) or pa.types.is_timestamp(kind)):
         raise ValueError(f"no canonical form for a {kind} column")
@@ -150,6 +196,17 @@ def _column_digests(column: pa.ChunkedArray) -> list[bytes]:
             zero = False if pa.types.is_boolean(kind) else 0
             values.update(_little_endian(chunk.fill_null(zero)))
     return [validity.digest(), values.digest(), text.digest()]
+
+
+def _list_digests(column: pa.ChunkedArray) -> list[bytes]:
+    """A list<double> column: its validity, each list's length (0 for a null list) and the
+    flattened elements' own digests, so the list boundaries are part of the fingerprint."""
+    validity, lengths = hashlib.sha256(), hashlib.sha256()
+    for chunk in column.chunks:
+        validity.update(chunk.is_valid().to_numpy(zero_copy_only=False).tobytes())
+        lengths.update(_little_endian(pc.list_value_length(chunk).fill_null(0)))
+    flat = pa.chunked_array([c.flatten() for c in column.chunks], type=column.type.value_type)
+    return [validity.digest(), lengths.digest(), *_column_digests(flat)]
 
 
 def _little_endian(array: pa.Array) -> bytes:
@@ -170,7 +227,13 @@ def _string_bytes(array: pa.Array) -> memoryview:
 def legacy_fingerprint(table: pa.Table) -> str:
     """The fingerprint of files written before `table_fingerprint` (sha256 over the rows as
     Arrow writes them to CSV): still recognised, so those files verify and are not written
-    twice by a replay."""
+    twice by a replay. Those files had no logged-feature columns: all-null ones are left out,
+    and rows with logged vectors (which CSV cannot hold) match no such file."""
+    absent = [f.name for f, c in zip(table.schema, table.columns, strict=True)
+              if f.name in _ABSENT_WHEN_NULL and c.null_count == table.num_rows]
+    table = table.drop_columns(absent)
+    if any(pa.types.is_list(f.type) for f in table.schema):
+        return LEGACY_FINGERPRINT + "-"  # never a sha256: no legacy file equals these rows
     sink = pa.BufferOutputStream()
     pa_csv.write_csv(table, sink)
     return LEGACY_FINGERPRINT + hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
@@ -198,6 +261,21 @@ def listed(previous: dict[str, Any] | None, name: str, table: pa.Table) -> bool:
     legacy = [f["fingerprint"] for f in files if f.get("rows") == table.num_rows
               and str(f.get("fingerprint", "")).startswith(LEGACY_FINGERPRINT)]
     return bool(legacy) and legacy_fingerprint(table) in legacy
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns in its order, cast; a column the file predates (the
+    logged-feature columns in an older slice) is all null."""
+    columns = [table[f.name].cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.table(columns, schema=schema)
+
+
+def own_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` cast to the fields of `schema` it has (in schema order): the columns its
+    fingerprint was computed over, whichever version of the schema wrote it."""
+    fields = [f for f in schema if f.name in table.column_names]
+    return table.select([f.name for f in fields]).cast(pa.schema(fields))
 
 
 def to_table(dataset: str, rows: list[dict[str, Any]]) -> pa.Table:

@@ -70,7 +70,8 @@ INVALID = [
 
 
 EXPECTED_COUNTS = {
-    "input": 22, "joined_serving": 4, "joined_interactions": 5, "joined": 9,
+    "input": 22, "joined_serving": 4, "joined_interactions": 5, "joined_feature_logs": 0,
+    "joined": 9,
     "unmatched": 4, "late": 2, "dead_lettered": 7, "balanced": True,
 }
 

@@ -1,8 +1,9 @@
 """Feature logs through the real broker: serving's FeatureLogs go to their own topic through
 the KafkaSink, `loopline consistency` reads them back by serving time (with garbage and a
 lost log on the topic) and compares them with real Feast point-in-time values of a slice
-written by the job's partition writer; `loopline train --features logged` trains on them
-and names the topic offsets in lineage."""
+written by the job's partition writer; `loopline train --features logged` trains on the
+vectors as the feedback job joins them into the slice (the job's own join is tested in
+test_feedback_feature_logs.py) and names their offsets in lineage."""
 
 from __future__ import annotations
 
@@ -42,17 +43,22 @@ class Losing:
 
     def __init__(self, sink: KafkaSink) -> None:
         self.sink = sink
+        self.delivered: list[dict[str, Any]] = []
 
     def __call__(self, record: dict[str, Any]) -> None:
         if record["request_id"] not in LOST:
             self.sink(record)
+            self.delivered.append(record)
 
     def close(self) -> None:
         self.sink.close()
 
 
-def labelled(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The job's slice rows for what was served (no interactions: labels all false)."""
+def labelled(events: list[dict[str, Any]],
+             logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The job's slice rows for what was served (no interactions: labels all false), with
+    the logged vectors the job joins (the n-th log at offset n)."""
+    by_request = {log["request_id"]: (log, n) for n, log in enumerate(logs)}
     rows = []
     for offset, e in enumerate(events):
         for s in e["slate"]:
@@ -67,12 +73,14 @@ def labelled(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "source_partition": 0, "source_offset": offset,
                 contract.REFS_FIELD: [(topics.SERVING, 0, offset)],
             })
+            if e["request_id"] in by_request:
+                log, n = by_request[e["request_id"]]
+                rows[-1].update(contract.logged_columns(log, 0, n, s["item_id"]))
     return rows
 
 
 def test_feature_logs_round_trip_through_kafka_into_the_check_and_training(
-        kafka: KafkaConfig, tmp_path: Any, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        kafka: KafkaConfig, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     topic = f"it.{uuid.uuid4().hex[:8]}.features.logged"
     create_topics(kafka, [TopicSpec(topic, 2)])
     with loopline_home(tmp_path / "home") as paths:
@@ -82,9 +90,10 @@ def test_feature_logs_round_trip_through_kafka_into_the_check_and_training(
         Rollout(Registry.from_paths(paths)).full(version)
         events: list[dict[str, Any]] = []
         sink = KafkaSink(kafka, topic=topic, schema=FEATURE_LOG)
+        losing = Losing(sink)
         service = SlateService(ServingConfig(seed=1, score_timeout_ms=10_000),
                                Registry.from_paths(paths), shop.store, events.append,
-                               feature_log=FeatureLogger(Losing(sink), 1.0))
+                               feature_log=FeatureLogger(losing, 1.0))
         service.warm()
         for n in range(30):
             service.rank(shop.world.users[n % 7], "s", list(shop.world.items[:25]), 5,
@@ -104,7 +113,7 @@ def test_feature_logs_round_trip_through_kafka_into_the_check_and_training(
                 "feature_service_version": "sha256:none", "sample_rate": 1.0,
                 "user": {"entity_id": "u0", "feature_time": None, "values": []}, "items": []})
             producer.send_raw(topic, early, key=b"z", timestamp_ms=LAST_WRITE_MS - 60_000)
-        synthetic.write_slices(paths, labelled(events))
+        synthetic.write_slices(paths, labelled(events, losing.delivered))
 
         assert loopline(["consistency", "--slice", CHECKED, "--topic", topic, "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
@@ -120,10 +129,9 @@ def test_feature_logs_round_trip_through_kafka_into_the_check_and_training(
         decision = json.loads(capsys.readouterr().out)
         assert any("missing feature logs" in r for r in decision["reasons"])
 
-        monkeypatch.setenv("LOOPLINE_SERVING_FEATURE_LOG_TOPIC", topic)  # train reads [serving]
         assert loopline(["train", "--slice", CHECKED, "--features", "logged", "--json"]) == 0
         trained = json.loads(capsys.readouterr().out)
         used = trained["lineage"]["features"]
         assert used["source"] == "logged" and used["rows"] == 5 * 28
         assert used["rows_without_log"] == 5 * len(LOST)
-        assert set(used["sources"]) == {topic}
+        assert used["feature_log_offsets"] == {"0": [0, 27]}

@@ -156,6 +156,7 @@ def _hour(ms: int, up: bool = False) -> str:
 
 def _job_topics(suffix: str) -> JobConfig:
     return JobConfig(serving_topic=f"m.serving.{suffix}", interactions_topic=f"m.inter.{suffix}",
+                     feature_log_topic=f"m.logged.{suffix}",
                      labelled_topic=f"m.labelled.{suffix}", unmatched_topic=f"m.unmatched.{suffix}",
                      late_topic=f"m.late.{suffix}", dead_letter_topic=f"m.dlq.{suffix}",
                      lineage_topic=f"m.lineage.{suffix}",

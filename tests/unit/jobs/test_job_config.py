@@ -29,3 +29,12 @@ def test_non_positive_sizes_are_refused(field: str) -> None:
 def test_the_two_inputs_must_be_different_topics() -> None:
     with pytest.raises(JobConfigError, match="must differ"):
         JobConfig(serving_topic="x", interactions_topic="x")
+
+
+def test_the_feature_log_topic_is_a_third_input_unless_empty() -> None:
+    from schemas import topics
+
+    assert JobConfig().input_topics == (topics.SERVING, topics.INTERACTIONS, topics.FEATURE_LOGS)
+    assert JobConfig(feature_log_topic="").input_topics == (topics.SERVING, topics.INTERACTIONS)
+    with pytest.raises(JobConfigError, match="must differ"):
+        JobConfig(feature_log_topic=topics.SERVING)

@@ -1,4 +1,5 @@
 import itertools
+import json
 import random
 
 import pyarrow as pa
@@ -133,6 +134,8 @@ def _random_table(seed: int) -> pa.Table:
                 row[field.name] = rng.random() < 0.5
             elif pa.types.is_floating(kind):
                 row[field.name] = rng.choice([0.0, -0.0, 1e-4, rng.random()])
+            elif pa.types.is_list(kind):
+                row[field.name] = rng.choice([[], [0.0], [None, -0.0], [rng.random()] * 3])
             else:
                 big = 1 << (30 if kind == pa.int32() else 40)
                 row[field.name] = rng.choice([0, 1, -1, rng.randrange(big)])
@@ -201,3 +204,69 @@ def test_a_replay_of_a_file_written_with_the_legacy_fingerprint_adds_nothing(tmp
 
 PINNED = "sha256-columns:962eeb8659accecfb1a73349da34360b92c854882e4582e47eeb8d5d407777b1"
 PINNED_LEGACY = "sha256:191556e3d9eda562fbb251bf2c6ed3f00548929a5cabc3905db9d02c5cac215d"
+
+
+def _labelled_rows(n=3):
+    return [{"request_id": f"r{i}", "item_id": "a", "user_id": "u", "session_id": "s",
+             "model_version": "v1", "arm": "control", "policy": "p", "fallback": False,
+             "position": 0, "score": 0.5, "propensity": 0.5, "served_at": 1767261600000 + i,
+             "clicked": i == 1, "added_to_cart": False, "purchased": False, "revenue": 0.0,
+             "dwell_ms": 0, "interaction_count": 0, "label_window_ms": 1800000,
+             "source_topic": "loopline.serving", "source_partition": 0, "source_offset": i}
+            for i in range(n)]
+
+
+def _log(rid):
+    return {"request_id": rid, "feature_service_version": "sha256:x", "sample_rate": 0.5,
+            "user": {"entity_id": "u", "feature_time": None, "values": [1.0, float("nan")]},
+            "items": [{"entity_id": "a", "feature_time": 7, "values": [2.0, 3.0, 4.0]}]}
+
+
+def test_rows_without_logs_keep_the_fingerprint_of_the_schema_before_the_logged_columns():
+    """An hour written before the columns existed, replayed now, is recognised (same file
+    name), and the old file verifies and reads with null logged columns."""
+    rows = _labelled_rows()
+    now = slices.to_table(slices.LABELLED_DATASET, rows)
+    before = now.drop_columns(list(slices.LOGGED_COLUMNS))
+    assert slices.table_fingerprint(now) == slices.table_fingerprint(before)
+    assert slices.fingerprint_matches(slices.own_columns(before, slices.LABELLED_SCHEMA),
+                                      slices.table_fingerprint(before))
+    read = slices.conform(before, slices.LABELLED_SCHEMA)
+    assert read.schema == slices.LABELLED_SCHEMA
+    assert all(read[c].null_count == len(rows) for c in slices.LOGGED_COLUMNS)
+
+
+def test_logged_columns_mirror_the_label_join_and_enter_the_fingerprint():
+    rows = _labelled_rows()
+    rows[0].update(slices.logged_columns(_log("r0"), 0, 5, "a"))
+    rows[1].update(slices.logged_columns(_log("r1"), 0, 6, "zzz"))  # item not in the log
+    assert rows[0]["logged_user_values"] == [1.0, None]  # NaN travels as null
+    assert rows[0]["logged_item_values"] == [2.0, 3.0, 4.0]
+    assert rows[1]["logged_item_values"] is None and rows[1]["logged_user_values"]
+    table = slices.to_table(slices.LABELLED_DATASET, rows)
+    plain = slices.to_table(slices.LABELLED_DATASET, _labelled_rows())
+    assert slices.table_fingerprint(table) != slices.table_fingerprint(plain)
+
+
+def test_the_fingerprint_tells_list_boundaries_and_null_elements_apart():
+    def fp(values):
+        rows = _labelled_rows(2)
+        for row, v in zip(rows, values, strict=True):
+            row["logged_user_values"] = v
+        return slices.table_fingerprint(slices.to_table(slices.LABELLED_DATASET, rows))
+
+    assert fp([[1.0, 2.0], [3.0]]) != fp([[1.0], [2.0, 3.0]])
+    assert fp([[1.0, None], [3.0]]) != fp([[1.0, 0.0], [3.0]])
+    assert fp([None, [3.0]]) != fp([[], [3.0]])
+    table = slices.to_table(slices.LABELLED_DATASET, [
+        {**r, "logged_user_values": [float(i), 1.5]} for i, r in enumerate(_labelled_rows(4))])
+    rechunked = pa.Table.from_batches(table.to_batches(max_chunksize=1))
+    assert slices.table_fingerprint(rechunked) == slices.table_fingerprint(table)
+
+
+def test_a_jvm_labelled_chunk_with_logged_vectors_reads_with_null_elements():
+    row = {**_labelled_rows(1)[0], **slices.logged_columns(_log("r0"), 0, 5, "a")}
+    line = json.dumps({k: v for k, v in row.items()}).encode()
+    table = slices.read_chunk(slices.LABELLED_DATASET, line + b"\n")
+    assert table["logged_user_values"].to_pylist() == [[1.0, None]]
+    assert table["logged_item_feature_time"].cast(pa.int64()).to_pylist() == [7]

@@ -14,6 +14,7 @@ import pytest
 
 from bench import synthetic
 from feature_repo import names
+from jobs.transforms import slices as contract
 from models import consistency, feature_logs, features, slices
 from models.consistency import ConsistencyConfig
 from models.feature_logs import LoggedFeatures
@@ -210,13 +211,33 @@ def test_sampling_is_by_request_id_and_only_sampled_requests_are_expected(
     assert any("sampled at [0.5]" in b for b in wrong["breaches"])
 
 
+def with_logs(rows: list[dict[str, Any]], logs: list[bytes]) -> list[dict[str, Any]]:
+    """Slice rows carrying their request's logged vectors as the job's label join writes them
+    (contract.logged_columns); the n-th log stands at offset n of partition 0."""
+    by_request = {}
+    for offset, value in enumerate(logs):
+        record = CODEC.decode(value, reader=FEATURE_LOG)[1]
+        by_request[record["request_id"]] = (record, offset)
+    out = []
+    for row in rows:
+        found = by_request.get(row["request_id"])
+        logged = {} if found is None else contract.logged_columns(found[0], 0, found[1],
+                                                                   row["item_id"])
+        out.append({**row, **logged})
+    return out
+
+
 def test_training_rows_from_logged_features_reproduce_the_served_scores(
         shop: Shop, clean: Run) -> None:
+    """Through the slice path: logs joined into slice rows, read back as training rows."""
     ranker = Registry.from_paths(shop.paths).ranker(clean.version)
-    frame = impressions(clean.events)
-    joined, left_out = feature_logs.join(frame, feature_logs.parse(clean.logs))
-    assert left_out == 0 and len(joined) == len(frame)
-    assert np.array_equal(ranker.score_frame(joined), joined["score"].to_numpy())
+    rows = [{"request_id": e["request_id"], "item_id": s["item_id"], "user_id": e["user_id"],
+             "served_at": e["event_time"], "fallback": e["fallback"], "score": s["score"],
+             "position": s["position"]} for e in clean.events for s in e["slate"]]
+    table = contract.to_table(contract.LABELLED_DATASET, with_logs(rows, clean.logs))
+    read = feature_logs.from_slice(table.to_pandas())
+    assert read.without_log == 0 and not read.malformed and len(read.frame) == len(rows)
+    assert np.array_equal(ranker.score_frame(read.frame), read.frame["score"].to_numpy())
 
 
 def test_the_record_holds_slate_items_in_order_with_their_row_times(clean: Run) -> None:
@@ -258,28 +279,36 @@ def logs_for_slice(shop: Shop) -> list[bytes]:
     return out
 
 
-def test_training_on_logged_features_records_it_in_lineage(shop: Shop) -> None:
-    """Logged vectors equal to the point-in-time values train the same model; lineage says
-    which source was used, and impressions without a log are left out and counted."""
+def test_training_on_logged_features_records_it_in_lineage(shop: Shop, tmp_path: Any) -> None:
+    """Logged vectors (in the slice, as the job joins them) equal to the point-in-time values
+    train the same model; lineage says which source was used, and impressions without a log
+    are left out and counted."""
+    from loopline.paths import PathsConfig
     from models import lineage
 
     rng = slices.SliceRange.parse(SLICE)
     records = logs_for_slice(shop)
     cfg = TrainingConfig(num_boost_round=20)
     pit = train(shop.paths, rng, shop.store, cfg)
-    logged = train(shop.paths, rng, shop.store, cfg, logged=feature_logs.parse(records))
+    logged_home = PathsConfig(home=tmp_path / "logged").resolved()
+    synthetic.write_slices(logged_home, with_logs(shop.rows, records))
+    logged = train(logged_home, rng, shop.store, cfg, features_from=lineage.LOGGED)
     assert pit.lineage["features"] == {"source": "point-in-time"}
     used = logged.lineage["features"]
     assert used["source"] == "logged" and used["rows_without_log"] == 0
     assert used["rows"] == pit.lineage["slice"]["row_count"]
-    registry = Registry.from_paths(shop.paths)
-    frame, _ = slices.load(shop.paths, rng)
-    joined, _ = feature_logs.join(frame, feature_logs.parse(records))
-    assert np.array_equal(registry.ranker(pit.version).score_frame(joined),
-                          registry.ranker(logged.version).score_frame(joined))
-    assert "logged vectors" in lineage.describe(registry.lineage(logged.version))
+    assert used["feature_log_offsets"] == {"0": [0, len(records) - 1]}
+    frame, _ = slices.load(logged_home, rng)
+    joined = feature_logs.from_slice(frame).frame
+    assert np.array_equal(Registry.from_paths(shop.paths).ranker(pit.version).score_frame(joined),
+                          Registry.from_paths(logged_home).ranker(logged.version)
+                          .score_frame(joined))
+    described = lineage.describe(Registry.from_paths(logged_home).lineage(logged.version))
+    assert "logged vectors" in described
 
-    fewer = train(shop.paths, rng, shop.store, cfg, logged=feature_logs.parse(records[:-10]))
+    fewer_home = PathsConfig(home=tmp_path / "fewer").resolved()
+    synthetic.write_slices(fewer_home, with_logs(shop.rows, records[:-10]))
+    fewer = train(fewer_home, rng, shop.store, cfg, features_from=lineage.LOGGED)
     assert fewer.lineage["features"]["rows_without_log"] > 0
 
 

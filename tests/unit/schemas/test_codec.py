@@ -82,3 +82,31 @@ def test_corrupt_bytes_raise_typed_errors():
         codec.decode(good[:-4])
     with pytest.raises(DecodeError, match="trailing bytes"):
         codec.decode(good + b"\x00")
+
+
+def test_labelled_impression_v2_names_the_joined_feature_log_and_reads_both_ways():
+    """v2 (the feedback job's writer since it joins FeatureLogs) is registered FULL compatible
+    with v1: a v1 record reads with null log coordinates, a v2 record reads as v1 without them."""
+    from schemas.codec import LABELLED_IMPRESSION
+
+    store = SchemaStore.from_directory()
+    assert store.latest(LABELLED_IMPRESSION).version == 2
+    row = {"request_id": "r1", "item_id": "a", "user_id": "u", "session_id": "s",
+           "model_version": "v1", "arm": "control", "policy": "p", "fallback": False,
+           "position": 0, "score": 0.5, "propensity": 0.5, "served_at": T0, "clicked": True,
+           "added_to_cart": False, "purchased": False, "revenue": 0.0, "dwell_ms": 0,
+           "interaction_count": 1, "label_window_ms": 1_800_000, "source_topic": "t",
+           "source_partition": 0, "source_offset": 4}
+    v1_only = SchemaStore()
+    v1_only.register(json.loads((AVRO_DIR / "labelled_impression.v1.avsc").read_text()), 1)
+    old = Codec(v1_only).encode(LABELLED_IMPRESSION, row)
+    _, read = Codec(store).decode(old, LABELLED_IMPRESSION)
+    assert read["feature_log_partition"] is None and read["feature_log_offset"] is None
+    new = Codec(store).encode(LABELLED_IMPRESSION,
+                              {**row, "feature_log_partition": 0, "feature_log_offset": 9})
+    v2 = store.latest(LABELLED_IMPRESSION)
+    v1_only._by_fp[v2.fingerprint] = v2  # knows the writer, reads as v1
+    _, as_v1 = Codec(v1_only).decode(new, LABELLED_IMPRESSION)
+    assert "feature_log_offset" not in as_v1 and as_v1["source_offset"] == 4
+    _, as_v2 = Codec(store).decode(new, LABELLED_IMPRESSION)
+    assert as_v2["feature_log_offset"] == 9

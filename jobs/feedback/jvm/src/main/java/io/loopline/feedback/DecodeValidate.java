@@ -80,7 +80,8 @@ public class DecodeValidate extends KeyedProcessFunction<String, Row, InputEvent
                 throw new SchemaBook.DecodeFailure("UnknownSchemaError", "unknown writer schema fingerprint " + SchemaBook.hex(fp));
             }
             GenericRecord record = book.decode(raw, reader);
-            event = topic.equals(settings.servingTopic) ? serving(record) : interaction(record);
+            event = reader.equals(Names.SERVING_EVENT) ? serving(record)
+                    : reader.equals(Names.INTERACTION_EVENT) ? interaction(record) : featureLog(record);
         } catch (SchemaBook.DecodeFailure failure) {
             deadLettered.inc();
             ctx.output(DEAD_LETTERS, DeadLetters.row(book, settings.deadLetterTopic, raw, topic, partition, offset,
@@ -98,7 +99,8 @@ public class DecodeValidate extends KeyedProcessFunction<String, Row, InputEvent
         event.topic = topic;
         event.partition = partition;
         event.offset = offset;
-        String problem = event.kind == InputEvent.SERVING ? Validation.serving(event) : Validation.interaction(event);
+        String problem = event.kind == InputEvent.SERVING ? Validation.serving(event)
+                : event.kind == InputEvent.INTERACTION ? Validation.interaction(event) : Validation.featureLog(event);
         if (problem == null) {
             long now = System.currentTimeMillis();
             if (event.eventTime > now + settings.maxFutureMs) {
@@ -132,6 +134,7 @@ public class DecodeValidate extends KeyedProcessFunction<String, Row, InputEvent
     private String readerFor(String topic) throws SchemaBook.DecodeFailure {
         if (topic.equals(settings.servingTopic)) return Names.SERVING_EVENT;
         if (topic.equals(settings.interactionsTopic)) return Names.INTERACTION_EVENT;
+        if (topic.equals(settings.featureLogTopic)) return Names.FEATURE_LOG;
         throw new SchemaBook.DecodeFailure("UnexpectedTopic", "no decoder for topic " + topic);
     }
 
@@ -172,6 +175,17 @@ public class DecodeValidate extends KeyedProcessFunction<String, Row, InputEvent
             e.scores[i] = (Double) item.get("score");
             e.propensities[i] = (Double) item.get("propensity");
         }
+        return e;
+    }
+
+    static InputEvent featureLog(GenericRecord r) {
+        InputEvent e = new InputEvent();
+        e.kind = InputEvent.FEATURE_LOG;
+        e.requestId = str(r.get("request_id"));
+        e.eventTime = (Long) r.get("event_time");
+        e.userId = str(r.get("user_id"));
+        e.modelVersion = str(r.get("model_version"));
+        e.log = LoggedVectors.of(r);
         return e;
     }
 

@@ -21,6 +21,8 @@ public final class FeedbackSettings implements Serializable {
     public final String runId;
     public final String servingTopic;
     public final String interactionsTopic;
+    /** Serving's FeatureLog topic, or null: the job does not join logged features. */
+    public final String featureLogTopic;
     public final String labelledTopic;
     public final String unmatchedTopic;
     public final String lateTopic;
@@ -50,6 +52,7 @@ public final class FeedbackSettings implements Serializable {
         runId = n.path("run_id").asText();
         servingTopic = n.path("serving_topic").asText();
         interactionsTopic = n.path("interactions_topic").asText();
+        featureLogTopic = n.path("feature_log_topic").asText("").isEmpty() ? null : n.path("feature_log_topic").asText();
         labelledTopic = n.path("labelled_topic").asText();
         unmatchedTopic = n.path("unmatched_topic").asText();
         lateTopic = n.path("late_topic").asText();
@@ -78,13 +81,15 @@ public final class FeedbackSettings implements Serializable {
 
     /** The topics the job reads, in a fixed order: {@link SourceRefs} index into it. */
     public String[] sourceTopics() {
-        return new String[] {servingTopic, interactionsTopic};
+        return featureLogTopic == null ? new String[] {servingTopic, interactionsTopic}
+                : new String[] {servingTopic, interactionsTopic, featureLogTopic};
     }
 
     /** A source topic's index in {@link #sourceTopics()}. */
     public int topicIndex(String topic) {
         if (topic.equals(servingTopic)) return 0;
         if (topic.equals(interactionsTopic)) return 1;
+        if (topic.equals(featureLogTopic)) return 2;
         throw new IllegalArgumentException("not a source topic: " + topic);
     }
 

@@ -7,6 +7,7 @@ package io.loopline.feedback;
 public class InputEvent {
     public static final byte SERVING = 0;
     public static final byte INTERACTION = 1;
+    public static final byte FEATURE_LOG = 2;
 
     public byte kind;
     public long eventTime;
@@ -37,9 +38,13 @@ public class InputEvent {
     public Long dwellMs;
     public Integer position;
 
+    // FeatureLogs (null otherwise: one null field on the serving/interaction path).
+    public LoggedVectors log;
+
     public InputEvent() {}
 
-    /** Serving events and the interactions they caused meet under the request id. */
+    /** Serving events, the interactions they caused and their FeatureLog meet under the
+     * request id. */
     public String joinKey() {
         if (kind == SERVING || requestId != null) {
             return requestId;

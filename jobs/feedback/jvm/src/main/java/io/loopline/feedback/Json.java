@@ -44,6 +44,23 @@ final class Json {
         return this;
     }
 
+    /** A list of doubles, or null; NaN (a logged value the store did not have) as a null
+     * element, since JSON has no NaN. */
+    Json putDoubles(String name, double[] values) {
+        StringBuilder b = key(name);
+        if (values == null) {
+            b.append("null");
+            return this;
+        }
+        b.append('[');
+        for (int i = 0; i < values.length; i++) {
+            if (i > 0) b.append(',');
+            b.append(Double.isFinite(values[i]) ? Double.toString(values[i]) : "null");
+        }
+        b.append(']');
+        return this;
+    }
+
     Json put(String name, boolean value) {
         key(name).append(value);
         return this;

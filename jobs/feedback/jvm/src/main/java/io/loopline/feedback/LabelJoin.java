@@ -25,6 +25,15 @@ import java.util.List;
  * duplicate (dead-lettered) — for organic interactions too: their event id is remembered for
  * the closed-request TTL, so a redelivered organic click is counted once.
  *
+ * Serving's FeatureLog of a request (when the job reads that topic) waits in the request's
+ * state and is joined when the slate is labelled: every impression of the slate carries its
+ * item's logged vectors into the slice (the LabelledImpression record names the log's
+ * partition/offset). The first log counts; another is a duplicate. A log whose serving event
+ * does not arrive within a window of its event time, or that arrives after the request
+ * closed, is unmatched (no_serving_event / after_close): a DeadLetter envelope with that
+ * reason on the unmatched topic, as it has no slice of its own. Requests without a log pay
+ * one null field.
+ *
  * Main output: rows for the feedback-slice partitions. Side outputs: Kafka rows (labelled,
  * unmatched, duplicates) and accepted first sightings, which feed the features.
  */
@@ -38,6 +47,8 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
     static final String NO_IMPRESSION = "no_impression";
     static final String OUTSIDE_WINDOW = "outside_window";
     static final String ITEM_NOT_IN_SLATE = "item_not_in_slate";
+    static final String NO_SERVING_EVENT = "no_serving_event";
+    static final String AFTER_CLOSE = "after_close";
 
     private final FeedbackSettings settings;
     private transient SchemaBook book;
@@ -66,12 +77,19 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
         if (s == null) {
             s = new RequestState();
         }
+        if (e.kind == InputEvent.FEATURE_LOG) {
+            featureLog(s, e, ctx);
+            return;
+        }
         if (e.kind == InputEvent.SERVING) {
             if (s.serving != null || s.closedAt != null) {
                 duplicate(e, ctx);
                 return;
             }
             s.serving = e;
+            if (s.featureLog != null) {
+                s.featureLog.raw = null; // joined for certain now: its bytes would only weigh on state
+            }
             ctx.output(ACCEPTED, e);
             ctx.timerService().registerEventTimeTimer(e.eventTime + settings.maturityWindowMs);
             List<InputEvent> waiting = s.pending;
@@ -107,6 +125,27 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
         state.update(s);
     }
 
+    private void featureLog(RequestState s, InputEvent e, Context ctx) throws Exception {
+        if (s.featureLogSeen) {
+            duplicate(e, ctx);
+            return;
+        }
+        s.featureLogSeen = true;
+        if (s.closedAt != null) {
+            unmatchedLog(e, AFTER_CLOSE, "the request was labelled at " + s.closedAt + " without it", ctx);
+        } else {
+            s.featureLog = e;
+            if (s.serving != null) {
+                // It will be joined when the request closes: no envelope will need its bytes.
+                e.raw = null;
+            } else {
+                // Waits as an interaction does: its serving event may still be on its way.
+                ctx.timerService().registerEventTimeTimer(e.eventTime + settings.maturityWindowMs);
+            }
+        }
+        state.update(s);
+    }
+
     private void match(RequestState s, InputEvent e, Context ctx, Collector<PartitionRow> out) {
         long servedAt = s.serving.eventTime;
         if (!(servedAt <= e.eventTime && e.eventTime < servedAt + settings.maturityWindowMs)) {
@@ -135,10 +174,19 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
             return;
         }
         boolean end = ctx.timerService().currentWatermark() == Long.MAX_VALUE;
+        InputEvent log = s.featureLog;
+        if (s.serving == null && log != null && (end || timestamp >= log.eventTime + settings.maturityWindowMs)) {
+            unmatchedLog(log, NO_SERVING_EVENT, "no serving event within " + settings.maturityWindowMs + " ms", ctx);
+            s.featureLog = null;
+        }
         InputEvent serving = s.serving;
         if (serving != null && s.closedAt == null && (end || timestamp >= serving.eventTime + settings.maturityWindowMs)) {
             label(serving, s, ctx, out);
             joined.inc();
+            if (s.featureLog != null) {
+                joined.inc();
+                s.featureLog = null; // its vectors are in the labelled rows now
+            }
             s.closedAt = serving.eventTime + settings.maturityWindowMs;
             s.outcomes.clear();
             ctx.timerService().registerEventTimeTimer(s.closedAt + settings.closedRequestTtlMs);
@@ -154,9 +202,9 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
                 }
             }
             s.pending = keep;
-            clear = keep.isEmpty() && s.closedAt == null;
+            clear = keep.isEmpty() && s.closedAt == null && s.featureLog == null;
         } else {
-            clear = s.closedAt != null && (end || timestamp >= s.closedAt + settings.closedRequestTtlMs);
+            clear = s.empty() || (s.closedAt != null && (end || timestamp >= s.closedAt + settings.closedRequestTtlMs));
         }
         if (clear) {
             state.clear();
@@ -167,10 +215,19 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
 
     private void duplicate(InputEvent e, Context ctx) {
         deadLettered.inc();
-        String what = e.kind == InputEvent.SERVING ? "serving" : "interaction";
+        String what = e.kind == InputEvent.SERVING ? "serving" : e.kind == InputEvent.INTERACTION ? "interaction"
+                : "feature log of";
         ctx.output(KAFKA, DeadLetters.row(book, settings.deadLetterTopic, e.raw, e.topic, e.partition, e.offset,
                 e.eventTime, "duplicate", "DuplicateEvent", what + " " + e.joinKey() + " was already received",
                 null, settings.runId));
+    }
+
+    /** A FeatureLog no slate used: an envelope with the reason (raw log inside), keyed by its
+     * coordinates like every unmatched input. */
+    private void unmatchedLog(InputEvent e, String reason, String detail, Context ctx) {
+        unmatched.inc();
+        ctx.output(KAFKA, DeadLetters.row(book, settings.unmatchedTopic, e.raw, e.topic, e.partition, e.offset,
+                e.eventTime, "unmatched", "UnmatchedFeatureLog", reason + ": " + detail, null, settings.runId));
     }
 
     private void unmatched(InputEvent e, String reason, Context ctx, Collector<PartitionRow> out) {
@@ -193,6 +250,14 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
         for (int i = 0; i < order.length; i++) order[i] = i;
         java.util.Arrays.sort(order, Comparator.comparingInt(i -> serving.positions[i]));
         long[] servingRef = SourceRefs.of(settings.topicIndex(serving.topic), serving.partition, serving.offset);
+        InputEvent log = s.featureLog;
+        Integer logPartition = null;
+        Long logOffset = null;
+        if (log != null) {
+            servingRef = SourceRefs.append(servingRef, settings.topicIndex(log.topic), log.partition, log.offset);
+            logPartition = log.partition;
+            logOffset = log.offset;
+        }
         for (int i : order) {
             String item = serving.itemIds[i];
             RequestState.Outcome o = s.outcomes.getOrDefault(item, new RequestState.Outcome());
@@ -219,11 +284,17 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
             r.put("source_topic", serving.topic);
             r.put("source_partition", serving.partition);
             r.put("source_offset", serving.offset);
+            r.put("feature_log_partition", logPartition);
+            r.put("feature_log_offset", logOffset);
             String key = serving.requestId + "/" + item;
             ctx.output(KAFKA, SinkRows.of(key, book.encode(Names.LABELLED_IMPRESSION, r), settings.labelledTopic,
                     serving.eventTime));
+            Json row = Json.of(r);
+            if (log != null) {
+                log.log.putColumns(row, item);
+            }
             out.collect(new PartitionRow(Names.LABELLED_DATASET, serving.eventTime, settings.slicePartitionMs,
-                    settings.maturityWindowMs, key, Json.of(r).bytes(), SourceRefs.concat(servingRef, o.refs)));
+                    settings.maturityWindowMs, key, row.bytes(), SourceRefs.concat(servingRef, o.refs)));
         }
     }
 }

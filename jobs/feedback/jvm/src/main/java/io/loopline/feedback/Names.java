@@ -4,6 +4,7 @@ package io.loopline.feedback;
 final class Names {
     static final String SERVING_EVENT = "io.loopline.events.ServingEvent";
     static final String INTERACTION_EVENT = "io.loopline.events.InteractionEvent";
+    static final String FEATURE_LOG = "io.loopline.events.FeatureLog";
     static final String LABELLED_IMPRESSION = "io.loopline.events.LabelledImpression";
     static final String DEAD_LETTER = "io.loopline.events.DeadLetter";
     static final String FEATURE_UPDATE = "io.loopline.events.FeatureUpdate";

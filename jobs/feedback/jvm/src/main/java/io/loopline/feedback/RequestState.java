@@ -13,12 +13,16 @@ public class RequestState {
     public Map<String, Outcome> outcomes = new HashMap<>();
     public List<InputEvent> pending = new ArrayList<>();
     public Set<String> seenEventIds = new HashSet<>();
+    /** The request's first FeatureLog, until the request closes (null: none, or already used). */
+    public InputEvent featureLog;
+    /** A FeatureLog was received (joined, waiting or unmatched): another one is a duplicate. */
+    public boolean featureLogSeen;
     public Long closedAt;
 
     public RequestState() {}
 
     boolean empty() {
-        return serving == null && pending.isEmpty() && closedAt == null;
+        return serving == null && pending.isEmpty() && closedAt == null && featureLog == null;
     }
 
     /** What the interactions joined to one slate item amount to. */

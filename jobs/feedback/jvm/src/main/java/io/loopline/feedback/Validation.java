@@ -58,6 +58,13 @@ final class Validation {
         return null;
     }
 
+    static String featureLog(InputEvent e) {
+        if (empty(e.requestId)) return "FeatureLog.request_id must be non-empty";
+        double rate = e.log.sampleRate;
+        if (!(rate > 0.0 && rate <= 1.0)) return "FeatureLog.sample_rate must be in (0, 1], got " + rate;
+        return null;
+    }
+
     private static boolean empty(String s) {
         return s == null || s.isEmpty();
     }

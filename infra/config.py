@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.java import SMALL_MACHINE_JIT
 from loopline import settings
 from loopline.errors import ConfigError
 from loopline.net import is_loopback
@@ -42,6 +43,9 @@ class ServicesConfig:
     flink_slots: int = 2
     flink_jobmanager_memory: str = "1024m"
     flink_taskmanager_memory: str = "1728m"
+    # HotSpot options of the TaskManagers, which run the job's operators (why: JobConfig.
+    # jit_options); "" = the JVM's defaults.
+    flink_taskmanager_java_opts: str = SMALL_MACHINE_JIT
     # Prometheus scrapes [metrics] endpoints (infra/metrics.py) and whatever targets files
     # are dropped into <home>/services/prometheus/targets/ (file service discovery).
     prometheus_port: int = 9090

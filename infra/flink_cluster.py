@@ -305,7 +305,8 @@ class FlinkCluster:
             # (heartbeat.rpc-failure-threshold): at a 2 s interval a crash is noticed in ~4 s
             # instead of ~20 s. The timeout for a slow but live one stays the default 50 s.
             "heartbeat": {"interval": 2000},
-            "env": {"log": {"dir": str(self.log_dir)}, "pid": {"dir": str(self.pid_dir)}},
+            "env": {"log": {"dir": str(self.log_dir)}, "pid": {"dir": str(self.pid_dir)},
+                    "java": {"opts": {"taskmanager": self.cfg.flink_taskmanager_java_opts}}},
             "io": {"tmp": {"dirs": str(self.tmp_dir)}},
             "web": {"tmpdir": str(self.tmp_dir / "web")},
             # Python UDF workers and the job client run in this venv (pyflink + our packages).

@@ -12,6 +12,24 @@ from pathlib import Path
 from infra.errors import JavaMissingError
 
 MIN_JAVA = 17  # Kafka 4.x brokers require Java 17; Flink 2.x supports 11+, 17 recommended.
+# C2 inlining limits for the JVMs that run the feedback job's operators (why: jobs/config.py
+# JobConfig.jit_options).
+SMALL_MACHINE_JIT = "-XX:FreqInlineSize=100 -XX:InlineSmallCode=1000"
+
+
+def gateway_jvm_args(options: str) -> bool:
+    """Put `options` into JVM_ARGS, which PyFlink passes to the JVM it starts for this
+    process (the embedded mini-cluster), before the user's own JVM_ARGS so theirs win.
+    False when that JVM is already running (too late: it keeps the options it started with).
+    """
+    from pyflink import java_gateway
+
+    if not options or getattr(java_gateway, "_gateway", None) is not None:
+        return False
+    own = os.environ.get("JVM_ARGS", "")
+    if options not in own:
+        os.environ["JVM_ARGS"] = f"{options} {own}".strip()
+    return True
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.table import StreamTableEnvironment
 
-from infra import jars
+from infra import jars, java
 from infra.metrics import MetricsConfig, flink_reporter_config, load_metrics
 from jobs.config import JobConfig
 from loopline.paths import PathsConfig
@@ -73,6 +73,7 @@ def create(
     metrics = load_metrics()
     conf = flink_configuration(job, paths, embedded, metrics)
     if embedded:
+        java.gateway_jvm_args(job.jit_options)
         # PyFlink's default for a local mini-cluster ("loopback") runs the Python workers as
         # threads of this process: one GIL shared with the caller (the demo's serving, a
         # test), and each worker start overwrites os.environ with the gateway JVM's

@@ -82,14 +82,16 @@ def split(sent_ms: dict[str, int], on_topic: dict[str, float], visible: dict[str
           t_from: float) -> dict[str, Any]:
     """p50/p95/p99 (s) of each half of the delay, over probes sent after `t_from` that were
     both seen on the topic and visible in the store."""
-    job, writer = [], []
-    for probe, ms in sent_ms.items():
+    job, writer, series = [], [], []
+    for probe, ms in sorted(sent_ms.items(), key=lambda item: item[1]):
         sent = ms / 1000
         if sent < t_from or probe not in on_topic or probe not in visible:
             continue
         job.append(on_topic[probe] - sent)
         writer.append(visible[probe] - on_topic[probe])
-    out: dict[str, Any] = {"probes": len(job)}
+        series.append([round(sent - t_from, 2), round(job[-1], 3), round(writer[-1], 3)])
+    # [s since t_from, job part, writer part] per probe: spikes line up with what caused them
+    out: dict[str, Any] = {"probes": len(job), "series": series}
     for name, values in (("job", job), ("writer_and_poll", writer)):
         if values:
             arr = np.asarray(values)

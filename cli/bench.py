@@ -111,7 +111,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                      help="a JobConfig field, e.g. online_flush_ms=500 (repeatable)")
     fresh = parser.add_argument_group("freshness")
     fresh.add_argument("--rates", type=_ints, help="events/s to produce (5000,20000)")
-    fresh.add_argument("--warmup", type=float, default=20.0, help="seconds before measuring")
+    fresh.add_argument("--warmup", type=float, default=30.0,
+                       help="seconds produced before measuring (30: on 2 cores the job JVM's "
+                            "C2 compiler still takes a third of a core 10 s in)")
     fresh.add_argument("--duration", type=float, default=60.0, help="seconds measured")
     fresh.add_argument("--drain", type=float, default=60.0,
                        help="seconds to wait for the last probes after producing stops")

@@ -40,7 +40,7 @@ PROBE_PREFIX = "probe-"
 class Options:
     rates: tuple[int, ...] = (5_000, 20_000)
     stores: tuple[str, ...] = ("sqlite",)
-    warmup_s: float = 20.0
+    warmup_s: float = 30.0
     measure_s: float = 60.0
     drain_s: float = 60.0
     probe_interval_s: float = 0.1

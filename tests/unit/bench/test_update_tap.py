@@ -10,7 +10,8 @@ def test_split_divides_each_probe_delay_at_the_topic():
     assert out["probes"] == 2
     assert out["job"]["p50_s"] == 0.25 and out["job"]["p99_s"] == 0.397
     assert out["writer_and_poll"]["p50_s"] == 0.35
+    assert out["series"] == [[5.0, 0.4, 0.5], [6.0, 0.1, 0.2]]
 
 
 def test_split_without_probes_has_no_percentiles():
-    assert split({}, {}, {}, 0.0) == {"probes": 0}
+    assert split({}, {}, {}, 0.0) == {"probes": 0, "series": []}

@@ -58,6 +58,7 @@ class Workload:
             "input": self.input + extra_input,
             "joined_serving": len(self.serving),
             "joined_interactions": self.joined_interactions,
+            "joined_feature_logs": 0,  # the workload has no FeatureLogs (serving's vectors)
             "joined": joined,
             "unmatched": self.unmatched,
             "late": late,

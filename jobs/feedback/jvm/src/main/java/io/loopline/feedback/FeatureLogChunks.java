@@ -34,8 +34,8 @@ final class FeatureLogChunks {
 
     private final long partitionMs;
     private final int chunkRows;
-    /** Rows by partition end, then by kind (view). */
-    private final TreeMap<Long, TreeMap<Byte, List<FeatureLogRow>>> open = new TreeMap<>();
+    /** Open rows by partition end, then by kind (view). */
+    private final TreeMap<Long, TreeMap<Byte, FeatureLogBlocks>> open = new TreeMap<>();
 
     FeatureLogChunks(long partitionMs, int chunkRows) {
         this.partitionMs = partitionMs;
@@ -45,14 +45,26 @@ final class FeatureLogChunks {
     void add(FeatureLogRow row) {
         long end = row.ts - Math.floorMod(row.ts, partitionMs) + partitionMs;
         open.computeIfAbsent(end, e -> new TreeMap<>())
-                .computeIfAbsent(row.kind, k -> new ArrayList<>()).add(row);
+                .computeIfAbsent(row.kind, k -> new FeatureLogBlocks(k, end)).add(row);
     }
 
-    /** Every row not yet released (what a checkpoint keeps). */
-    List<FeatureLogRow> rows() {
-        List<FeatureLogRow> all = new ArrayList<>();
-        for (TreeMap<Byte, List<FeatureLogRow>> views : open.values()) {
-            for (List<FeatureLogRow> rows : views.values()) all.addAll(rows);
+    /** A block from a checkpoint (see {@link #blocks()}). */
+    void addBlock(byte[] block) {
+        FeatureLogBlocks.Header h = FeatureLogBlocks.header(block);
+        open.computeIfAbsent(h.end, e -> new TreeMap<>())
+                .computeIfAbsent(h.kind, k -> new FeatureLogBlocks(k, h.end)).addBlock(block);
+    }
+
+    /**
+     * Every row not yet released, as encoded blocks: what a checkpoint keeps. Operator state
+     * is deep-copied in the synchronous part of every checkpoint, which stalls the operator;
+     * a few hundred byte arrays copy in milliseconds, where a live hour's row objects (copied
+     * field by field) stalled it for a second every checkpoint at 5,000 events/s.
+     */
+    List<byte[]> blocks() {
+        List<byte[]> all = new ArrayList<>();
+        for (TreeMap<Byte, FeatureLogBlocks> views : open.values()) {
+            for (FeatureLogBlocks rows : views.values()) rows.blocks(all);
         }
         return all;
     }
@@ -64,8 +76,9 @@ final class FeatureLogChunks {
     List<Row> release(long watermark) {
         List<Row> out = new ArrayList<>();
         while (!open.isEmpty() && open.firstKey() <= watermark) {
-            Map.Entry<Long, TreeMap<Byte, List<FeatureLogRow>>> partition = open.pollFirstEntry();
-            for (List<FeatureLogRow> all : partition.getValue().values()) {
+            Map.Entry<Long, TreeMap<Byte, FeatureLogBlocks>> partition = open.pollFirstEntry();
+            for (FeatureLogBlocks blocks : partition.getValue().values()) {
+                List<FeatureLogRow> all = blocks.rows();
                 all.sort(ORDER);
                 FeatureLogRow first = all.get(0);
                 String dataset = Names.FEATURE_LOG_DATASET + "/" + first.view();

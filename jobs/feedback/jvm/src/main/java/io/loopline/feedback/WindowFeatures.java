@@ -6,6 +6,7 @@ import org.apache.flink.api.common.state.ListState;
 import org.apache.flink.api.common.state.ListStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.runtime.state.FunctionInitializationContext;
@@ -54,7 +55,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
     private transient Counter logged;
     /** The offline log's open partitions: operator state, not keyed (see FeatureLogChunks). */
     private transient FeatureLogChunks chunks;
-    private transient ListState<FeatureLogRow> unreleased;
+    private transient ListState<byte[]> unreleased;
     /** Departures an apply created (at most one per window). */
     private transient long[] created;
 
@@ -76,15 +77,22 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
     public void initializeState(FunctionInitializationContext context) throws Exception {
         chunks = new FeatureLogChunks(settings.slicePartitionMs, settings.partitionChunkRows);
         unreleased = context.getOperatorStateStore().getListState(
+                new ListStateDescriptor<>("feature-log-blocks", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
+        for (byte[] block : unreleased.get()) {
+            chunks.addBlock(block);
+        }
+        // Checkpoints taken before the rows were kept as blocks: their rows, one by one.
+        ListState<FeatureLogRow> before = context.getOperatorStateStore().getListState(
                 new ListStateDescriptor<>("feature-log-unreleased", TypeInformation.of(FeatureLogRow.class)));
-        for (FeatureLogRow row : unreleased.get()) {
+        for (FeatureLogRow row : before.get()) {
             chunks.add(row);
         }
+        before.clear();
     }
 
     @Override
     public void snapshotState(FunctionSnapshotContext context) throws Exception {
-        unreleased.update(chunks.rows());
+        unreleased.update(chunks.blocks());
     }
 
     /** Partitions of the offline log the watermark has passed (see Operator). */

@@ -195,6 +195,11 @@ def _write_partitions(
     millis = frame[time_col].to_numpy(dtype=np.int64)
     frame[time_col] = pd.to_datetime(millis, unit="ms", utc=True)
     frame["_ms"] = millis
+    # Columns the simulated log has no values for (serving's logged feature vectors): null,
+    # as in a slice row of a request served without a FeatureLog.
+    for name in schema.names:
+        if name not in frame.columns:
+            frame[name] = None
     hours = frame[time_col].dt.strftime("%Y-%m-%dT%H")
     for hour, part in frame.groupby(hours.to_numpy(), sort=True):
         folder = root / dataset / f"event_hour={hour}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from jobs.writer.stats import WriterStats
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
 
+log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STOP_SIGNAL = signal.SIGTERM  # finish the batch in hand, commit, exit
 DRAIN_SIGNAL = signal.SIGUSR1  # write up to the end offsets present now, then exit
@@ -120,6 +122,11 @@ class WriterProcess:
             raise WriterError(f"the writer process failed (exit {code}, log {self.log_path}): "
                               f"{self._tail()}")
         stats = WriterStats.from_dict(json.loads(self.stats_path.read_text()))
+        if not stats.complete and drain:
+            # The drain stopped short of the end offsets: keep the log for whoever looks.
+            log.warning("the writer's drain stopped short of the end offsets; its log: %s "
+                        "(last lines: %s)", self.log_path, self._tail())
+            return stats
         shutil.rmtree(self.workdir, ignore_errors=True)  # kept only when something failed
         return stats
 

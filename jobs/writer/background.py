@@ -122,10 +122,11 @@ class WriterProcess:
             raise WriterError(f"the writer process failed (exit {code}, log {self.log_path}): "
                               f"{self._tail()}")
         stats = WriterStats.from_dict(json.loads(self.stats_path.read_text()))
-        if not stats.complete and drain:
-            # The drain stopped short of the end offsets: keep the log for whoever looks.
-            log.warning("the writer's drain stopped short of the end offsets; its log: %s "
-                        "(last lines: %s)", self.log_path, self._tail())
+        if drain and (not stats.complete or not stats.records_in):
+            # Short of the end offsets, or nothing read at all: keep the log for whoever looks.
+            log.warning("the writer drained %d records (complete: %s); its log: %s (last "
+                        "lines: %s)", stats.records_in, stats.complete, self.log_path,
+                        self._tail())
             return stats
         shutil.rmtree(self.workdir, ignore_errors=True)  # kept only when something failed
         return stats

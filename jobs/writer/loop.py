@@ -60,6 +60,8 @@ class _Joined(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.joined = True
+        log.info("assigned partitions: %s", sorted(f"{tp.topic}/{tp.partition}"
+                                                   for tp in assigned))
 
 
 class FeatureWriter:
@@ -113,6 +115,10 @@ class FeatureWriter:
                 max_poll_interval_ms=cfg.max_poll_interval_ms, check_crcs=cfg.check_crcs,
                 # Large fetches: a backlog arrives in few round trips, batches fill at once.
                 fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
+                # A group member assigned from metadata that did not list the topic's
+                # partitions yet gets nothing until the metadata is refreshed (then the group
+                # rebalances): every 5 s, not kafka-python's 5 min, bounds that stall.
+                metadata_max_age_ms=5_000,
             )
         except KafkaError as exc:
             raise WriterError(f"cannot connect to Kafka at {self.kafka.bootstrap_servers}: "

@@ -19,6 +19,8 @@ import java.util.List;
 final class FeatureLogBlocks {
     static final int VERSION = 1;
     static final int BLOCK_ROWS = 1024;
+    /** version, kind, partition end, rows. */
+    private static final int HEADER_BYTES = 4 + 1 + 8 + 4;
 
     private final byte kind;
     private final long end;
@@ -71,7 +73,11 @@ final class FeatureLogBlocks {
     }
 
     static Header header(byte[] block) {
-        ByteBuffer in = ByteBuffer.wrap(block);
+        return header(ByteBuffer.wrap(block));
+    }
+
+    /** Reads the header at the buffer's position, leaving it at the first row. */
+    private static Header header(ByteBuffer in) {
         int version = in.getInt();
         if (version != VERSION) {
             throw new IllegalStateException("feature-log block version " + version + ", expected " + VERSION);
@@ -84,7 +90,7 @@ final class FeatureLogBlocks {
         int doubles = FeatureColumns.doubles(kind).length;
         byte[][] ids = new byte[rows.size()][];
         byte[][] texts = new byte[rows.size()][];
-        int size = 4 + 1 + 8 + 4;
+        int size = HEADER_BYTES;
         for (int i = 0; i < ids.length; i++) {
             FeatureLogRow r = rows.get(i);
             ids[i] = r.entityId.getBytes(StandardCharsets.UTF_8);
@@ -109,8 +115,7 @@ final class FeatureLogBlocks {
 
     static void decode(byte[] block, List<FeatureLogRow> out) {
         ByteBuffer in = ByteBuffer.wrap(block);
-        Header h = header(block);
-        in.position(4 + 1 + 8 + 4);
+        Header h = header(in);
         int longs = FeatureColumns.longs(h.kind).length;
         int doubles = FeatureColumns.doubles(h.kind).length;
         for (int i = 0; i < h.rows; i++) {

@@ -71,9 +71,12 @@ def create(
     job: JobConfig, paths: PathsConfig, embedded: bool = True
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     metrics = load_metrics()
+    if embedded:
+        # Before anything touches the gateway: pyflink's Configuration() already starts the
+        # JVM, which then keeps the options it started with.
+        java.gateway_jvm_args(job.jit_options)
     conf = flink_configuration(job, paths, embedded, metrics)
     if embedded:
-        java.gateway_jvm_args(job.jit_options)
         # PyFlink's default for a local mini-cluster ("loopback") runs the Python workers as
         # threads of this process: one GIL shared with the caller (the demo's serving, a
         # test), and each worker start overwrites os.environ with the gateway JVM's

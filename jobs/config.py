@@ -85,6 +85,12 @@ class JobConfig:
     # comes after these, so it wins.
     jit_options: str = java.SMALL_MACHINE_JIT
     checkpoint_interval_ms: int = 10_000
+    # Where keyed state lives. "hashmap": objects on the JVM heap, every checkpoint a full
+    # copy (fastest per record; state and checkpoints grow with what the job remembers:
+    # open slates for the maturity window, closed requests for closed_request_ttl_ms).
+    # "rocksdb": on local disk, checkpoints incremental (per-record serialization; what a
+    # live job at thousands of events/s for hours needs). See docs/architecture.md.
+    state_backend: str = "hashmap"
     # Failure-rate restarts: up to restart_attempts restarts within any restart_window_ms; one
     # more failure inside the window fails the job cleanly (a crash loop, a poison pill: never
     # an endless loop). Outside it the budget refills, so a streaming job survives a lost
@@ -114,6 +120,9 @@ class JobConfig:
         )
 
     def __post_init__(self) -> None:
+        if self.state_backend not in ("hashmap", "rocksdb"):
+            raise JobConfigError(
+                f"job.state_backend must be hashmap or rocksdb, got {self.state_backend!r}")
         if self.startup not in ("group-offsets", "earliest-offset", "latest-offset"):
             raise JobConfigError(
                 "job.startup must be group-offsets, earliest-offset or latest-offset, "

@@ -37,6 +37,10 @@ def flink_configuration(
     conf.set_string("python.execution-mode", "process")
     conf.set_string("execution.buffer-timeout.interval", f"{job.buffer_timeout_ms} ms")
     conf.set_string("execution.checkpointing.interval", f"{job.checkpoint_interval_ms} ms")
+    conf.set_string("state.backend.type", job.state_backend)
+    # RocksDB uploads only the files written since the last checkpoint; the heap backend
+    # always writes everything (it has no incremental mode).
+    conf.set_string("execution.checkpointing.incremental", str(job.state_backend == "rocksdb").lower())
     conf.set_string("execution.checkpointing.dir", paths.checkpoints.resolve().as_uri())
     conf.set_string(
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"

@@ -38,3 +38,22 @@ def test_the_feature_log_topic_is_a_third_input_unless_empty() -> None:
     assert JobConfig(feature_log_topic="").input_topics == (topics.SERVING, topics.INTERACTIONS)
     with pytest.raises(JobConfigError, match="must differ"):
         JobConfig(feature_log_topic=topics.SERVING)
+
+
+def test_an_unknown_state_backend_is_refused() -> None:
+    with pytest.raises(JobConfigError, match="job.state_backend must be hashmap or rocksdb"):
+        JobConfig(state_backend="memory")
+
+
+@pytest.mark.parametrize(("backend", "incremental"), [("hashmap", "false"), ("rocksdb", "true")])
+def test_the_state_backend_reaches_flink_with_incremental_checkpoints_for_rocksdb(
+        backend: str, incremental: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from jobs.feedback.environment import flink_configuration
+    from loopline.paths import PathsConfig
+
+    conf = flink_configuration(JobConfig(state_backend=backend),
+                               PathsConfig(home=Path(str(tmp_path))).resolved(), embedded=False)
+    assert conf.get_string("state.backend.type", "") == backend
+    assert conf.get_string("execution.checkpointing.incremental", "") == incremental

@@ -87,6 +87,9 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
                 return;
             }
             s.serving = e;
+            // A serving event is never an envelope's payload once accepted (a redelivery's
+            // envelope carries the redelivered bytes): its bytes would only weigh on state.
+            e.raw = null;
             if (s.featureLog != null) {
                 s.featureLog.raw = null; // joined for certain now: its bytes would only weigh on state
             }
@@ -188,6 +191,10 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
                 s.featureLog = null; // its vectors are in the labelled rows now
             }
             s.closedAt = serving.eventTime + settings.maturityWindowMs;
+            // A closed request is remembered for the TTL by what tells a redelivery or a late
+            // interaction apart (closedAt, the event ids seen): the slate itself would be most
+            // of the state held for those hours.
+            s.serving = null;
             s.outcomes.clear();
             ctx.timerService().registerEventTimeTimer(s.closedAt + settings.closedRequestTtlMs);
         }

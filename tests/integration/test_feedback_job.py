@@ -17,7 +17,7 @@ from jobs.reconcile import read_topic, reconcile
 from jobs.transforms import slices
 from loopline.kafka import KafkaConfig
 from loopline.paths import PathsConfig
-from schemas.codec import LINEAGE_RECORD, default_codec
+from schemas.codec import LABELLED_IMPRESSION, LINEAGE_RECORD, default_codec
 from tests.integration.feedback_case import (
     EXPECTED_COUNTS,
     T,
@@ -61,6 +61,27 @@ def test_labelled_impressions_in_the_slice_log(feedback_run: dict[str, Any]) -> 
     assert content["row_count"] == 9
     assert content["sources"][job.serving_topic] == {"0": [0, 4]}
     assert content["job"]["run_id"] == job.run_id
+
+
+def test_each_labelled_record_on_kafka_is_its_slice_row(kafka: KafkaConfig,
+                                                       feedback_run: dict[str, Any]) -> None:
+    """The join writes both forms straight from its state (Avro for the topic, JSON for the
+    slice): decoded with the Python codec, every field of every record equals the slice's."""
+    codec = default_codec()
+    records = [codec.decode(r.value, LABELLED_IMPRESSION)[1]
+               for r in read_topic(kafka, feedback_run["job"].labelled_topic)]
+    frame = pd.read_parquet(feedback_run["paths"].slices / slices.LABELLED_DATASET)
+    rows = {(r["request_id"], r["item_id"]): r for r in frame.to_dict("records")}
+    assert len(records) == len(rows) == 9
+    for record in records:
+        row = rows[(record["request_id"], record["item_id"])]
+        for field, value in record.items():
+            got = row[field]
+            if field == "served_at":
+                got = int(pd.Timestamp(got).value // 1_000_000)
+            elif pd.isna(got) if not isinstance(got, (list, tuple)) else False:
+                got = None
+            assert got == value, (field, got, value)
 
 
 def test_unmatched_interactions_keep_their_reason(feedback_run: dict[str, Any]) -> None:

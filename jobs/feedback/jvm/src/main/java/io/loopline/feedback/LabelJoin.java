@@ -1,6 +1,5 @@
 package io.loopline.feedback;
 
-import org.apache.avro.generic.GenericRecord;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
@@ -51,7 +50,11 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
     static final String AFTER_CLOSE = "after_close";
 
     private final FeedbackSettings settings;
+    /** The outcome of a slate item nobody interacted with (read only). */
+    private static final RequestState.Outcome NO_OUTCOME = new RequestState.Outcome();
+
     private transient SchemaBook book;
+    private transient LabelledImpressions impressions;
     private transient ValueState<RequestState> state;
     private transient Counter joined;
     private transient Counter unmatched;
@@ -64,6 +67,7 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
     @Override
     public void open(OpenContext context) {
         book = new SchemaBook(List.of(), settings.readerSchemas);
+        impressions = new LabelledImpressions(book);
         state = getRuntimeContext().getState(new ValueStateDescriptor<>("request", TypeInformation.of(RequestState.class)));
         MetricGroup group = getRuntimeContext().getMetricGroup().addGroup("loopline");
         joined = group.counter("joined");
@@ -267,36 +271,11 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
         }
         for (int i : order) {
             String item = serving.itemIds[i];
-            RequestState.Outcome o = s.outcomes.getOrDefault(item, new RequestState.Outcome());
-            GenericRecord r = book.newRecord(Names.LABELLED_IMPRESSION);
-            r.put("request_id", serving.requestId);
-            r.put("item_id", item);
-            r.put("user_id", serving.userId);
-            r.put("session_id", serving.sessionId);
-            r.put("model_version", serving.modelVersion);
-            r.put("arm", serving.arm);
-            r.put("policy", serving.policy);
-            r.put("fallback", serving.fallback);
-            r.put("position", serving.positions[i]);
-            r.put("score", serving.scores[i]);
-            r.put("propensity", serving.propensities[i]);
-            r.put("served_at", serving.eventTime);
-            r.put("clicked", o.clicked);
-            r.put("added_to_cart", o.addedToCart);
-            r.put("purchased", o.purchased);
-            r.put("revenue", o.revenue);
-            r.put("dwell_ms", o.dwellMs);
-            r.put("interaction_count", o.interactions);
-            r.put("label_window_ms", settings.maturityWindowMs);
-            r.put("source_topic", serving.topic);
-            r.put("source_partition", serving.partition);
-            r.put("source_offset", serving.offset);
-            r.put("feature_log_partition", logPartition);
-            r.put("feature_log_offset", logOffset);
+            RequestState.Outcome o = s.outcomes.getOrDefault(item, NO_OUTCOME);
             String key = serving.requestId + "/" + item;
-            ctx.output(KAFKA, SinkRows.of(key, book.encode(Names.LABELLED_IMPRESSION, r), settings.labelledTopic,
-                    serving.eventTime));
-            Json row = Json.of(r);
+            ctx.output(KAFKA, SinkRows.of(key, impressions.avro(serving, i, o, settings.maturityWindowMs, logPartition,
+                    logOffset), settings.labelledTopic, serving.eventTime));
+            Json row = LabelledImpressions.json(serving, i, o, settings.maturityWindowMs, logPartition, logOffset);
             if (log != null) {
                 log.log.putColumns(row, item);
             }

@@ -58,6 +58,11 @@ final class SchemaBook {
         return readers.get(name);
     }
 
+    /** The single-object header (marker + fingerprint) of `name`'s shipped schema. */
+    byte[] header(String name) {
+        return headers.get(name).clone();
+    }
+
     static long fingerprintOf(byte[] data) {
         long fp = 0;
         for (int i = 9; i >= 2; i--) {

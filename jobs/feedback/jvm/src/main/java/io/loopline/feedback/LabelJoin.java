@@ -56,6 +56,8 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
     private transient SchemaBook book;
     private transient LabelledImpressions impressions;
     private transient ValueState<RequestState> state;
+    /** Requests checkpointed by an older job (a POJO serializer): moved over when touched. */
+    private transient ValueState<RequestState> legacy;
     private transient Counter joined;
     private transient Counter unmatched;
     private transient Counter deadLettered;
@@ -68,7 +70,8 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
     public void open(OpenContext context) {
         book = new SchemaBook(List.of(), settings.readerSchemas);
         impressions = new LabelledImpressions(book);
-        state = getRuntimeContext().getState(new ValueStateDescriptor<>("request", TypeInformation.of(RequestState.class)));
+        state = getRuntimeContext().getState(new ValueStateDescriptor<>("request-v2", RequestStateSerializer.INSTANCE));
+        legacy = getRuntimeContext().getState(new ValueStateDescriptor<>("request", TypeInformation.of(RequestState.class)));
         MetricGroup group = getRuntimeContext().getMetricGroup().addGroup("loopline");
         joined = group.counter("joined");
         unmatched = group.counter("unmatched");
@@ -77,7 +80,7 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
 
     @Override
     public void processElement(InputEvent e, Context ctx, Collector<PartitionRow> out) throws Exception {
-        RequestState s = state.value();
+        RequestState s = load();
         if (s == null) {
             s = new RequestState();
         }
@@ -132,6 +135,19 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
         state.update(s);
     }
 
+    /** The request's state, from an older checkpoint's POJO state if only that has it. */
+    private RequestState load() throws Exception {
+        RequestState s = state.value();
+        if (s == null) {
+            s = legacy.value();
+            if (s != null) {
+                legacy.clear();
+                state.update(s);
+            }
+        }
+        return s;
+    }
+
     private void featureLog(RequestState s, InputEvent e, Context ctx) throws Exception {
         if (s.featureLogSeen) {
             duplicate(e, ctx);
@@ -176,7 +192,7 @@ public class LabelJoin extends KeyedProcessFunction<String, InputEvent, Partitio
 
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<PartitionRow> out) throws Exception {
-        RequestState s = state.value();
+        RequestState s = load();
         if (s == null) {
             return;
         }

@@ -64,6 +64,14 @@ class JobConfig:
     # Log feature values in event-time order to Parquet (the Feast batch sources) for training.
     offline_feature_log: bool = True
     slice_partition_ms: int = 3_600_000
+    # The offline feature log leaves the job in event-time slices of this width (a divisor of
+    # slice_partition_ms), consecutive slices grouped until a group holds partition_chunk_rows
+    # rows or its hour ends: an open hour no longer waits in checkpointed heap state (at
+    # 5,000 events/s it grew by about a megabyte a second and would not fit an hour), and a
+    # slow hour is still a few files. The cuts depend only on the rows, so a replay writes
+    # the same files. Narrow slices spread the release work evenly (measured at 5,000/s:
+    # 60 s slices stalled the operator for seconds each minute, 2 s ones do not).
+    feature_log_slice_ms: int = 2_000
     # A final partition reaches the Python partition writer in chunks of this many rows.
     partition_chunk_rows: int = 50_000
 
@@ -135,6 +143,7 @@ class JobConfig:
             "online_flush_ms",
             "partition_chunk_rows",
             "slice_partition_ms",
+            "feature_log_slice_ms",
             "parallelism",
             "buffer_timeout_ms",
             "checkpoint_interval_ms",
@@ -152,6 +161,10 @@ class JobConfig:
                                  "job.feature_log_topic must differ")
         # Partitions are named by their start hour (hour=YYYY-MM-DDTHH): a sub-hour partition
         # would share its name with the next one in the same hour and be skipped as a replay.
+        if self.slice_partition_ms % self.feature_log_slice_ms:
+            raise JobConfigError(
+                "job.feature_log_slice_ms must divide job.slice_partition_ms, got "
+                f"{self.feature_log_slice_ms} and {self.slice_partition_ms}")
         if self.slice_partition_ms % 3_600_000:
             raise JobConfigError(
                 "job.slice_partition_ms must be a whole number of hours (3600000, 7200000, ...), "

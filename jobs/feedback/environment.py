@@ -40,7 +40,8 @@ def flink_configuration(
     conf.set_string("state.backend.type", job.state_backend)
     # RocksDB uploads only the files written since the last checkpoint; the heap backend
     # always writes everything (it has no incremental mode).
-    conf.set_string("execution.checkpointing.incremental", str(job.state_backend == "rocksdb").lower())
+    incremental = "true" if job.state_backend == "rocksdb" else "false"
+    conf.set_string("execution.checkpointing.incremental", incremental)
     conf.set_string("execution.checkpointing.dir", paths.checkpoints.resolve().as_uri())
     conf.set_string(
         "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"

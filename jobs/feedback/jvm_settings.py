@@ -86,6 +86,7 @@ def settings_json(
             "slice_partition_ms": job.slice_partition_ms,
             "online_flush_ms": job.online_flush_ms,
             "partition_chunk_rows": job.partition_chunk_rows,
+            "feature_log_slice_ms": job.feature_log_slice_ms,
             "offline_feature_log": job.offline_feature_log,
             "writer_schemas": writers,
             "reader_schemas": {

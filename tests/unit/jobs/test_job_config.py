@@ -41,7 +41,7 @@ def test_the_feature_log_topic_is_a_third_input_unless_empty() -> None:
 
 
 def test_an_unknown_state_backend_is_refused() -> None:
-    with pytest.raises(JobConfigError, match="job.state_backend must be hashmap or rocksdb"):
+    with pytest.raises(JobConfigError, match=r"job\.state_backend must be hashmap or rocksdb"):
         JobConfig(state_backend="memory")
 
 
@@ -57,3 +57,9 @@ def test_the_state_backend_reaches_flink_with_incremental_checkpoints_for_rocksd
                                PathsConfig(home=Path(str(tmp_path))).resolved(), embedded=False)
     assert conf.get_string("state.backend.type", "") == backend
     assert conf.get_string("execution.checkpointing.incremental", "") == incremental
+
+
+def test_feature_log_slices_must_divide_the_partition() -> None:
+    assert JobConfig(feature_log_slice_ms=300_000).feature_log_slice_ms == 300_000
+    with pytest.raises(JobConfigError, match="feature_log_slice_ms must divide"):
+        JobConfig(feature_log_slice_ms=7 * 60_000)

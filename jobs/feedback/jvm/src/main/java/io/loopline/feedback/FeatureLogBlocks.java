@@ -6,14 +6,14 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The open rows of one view in one partition of the offline feature log: sealed into byte
+ * The open rows of one view in one slice of the offline feature log: sealed into byte
  * blocks of {@link #BLOCK_ROWS} rows as they come, plus a tail of row objects. A checkpoint
  * copies the blocks (arrays, memcpy) instead of every row object field by field, and the
  * blocks weigh a fraction of the objects on the heap. Rows come back as objects only when
  * the partition is released.
  *
  * Block layout (big-endian, ByteBuffer's default): int32 version (1), byte kind, int64
- * partition end, int32 rows; per row: int32-length UTF-8 entity id, int64 ts, the kind's
+ * slice end (an hour's end in blocks from before slices), int32 rows; per row: int32-length UTF-8 entity id, int64 ts, the kind's
  * longs and doubles ({@link FeatureColumns}), int32 text length (-1: null) + UTF-8 text.
  */
 final class FeatureLogBlocks {
@@ -26,6 +26,7 @@ final class FeatureLogBlocks {
     private final long end;
     private final List<byte[]> sealed = new ArrayList<>();
     private final List<FeatureLogRow> tail = new ArrayList<>();
+    private int size;
 
     FeatureLogBlocks(byte kind, long end) {
         this.kind = kind;
@@ -33,6 +34,7 @@ final class FeatureLogBlocks {
     }
 
     void add(FeatureLogRow row) {
+        size++;
         tail.add(row);
         if (tail.size() == BLOCK_ROWS) {
             sealed.add(encode(kind, end, tail));
@@ -41,7 +43,13 @@ final class FeatureLogBlocks {
     }
 
     void addBlock(byte[] block) {
+        size += header(block).rows;
         sealed.add(block);
+    }
+
+    /** Rows of this view and slice. */
+    int size() {
+        return size;
     }
 
     /** Appends every row of this view and partition to `out`, as blocks. */

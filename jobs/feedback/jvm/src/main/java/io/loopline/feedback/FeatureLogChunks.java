@@ -12,9 +12,9 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * The open event-time partitions (hours) of the offline feature log in one window-features
- * subtask: rows are added as the watermark makes them final, and a partition is released
- * once the watermark passes its end, per view, in (entity, time) order and in chunks, each
+ * The open event-time slices of the offline feature log in one window-features subtask: rows
+ * are added as the watermark makes them final, and leave in groups of slices of an hour
+ * (see {@link #release}), per view, in (entity, time) order and in chunks, each
  * encoded as columns (below) for the Python writer, which maps them onto Arrow without
  * parsing text. Kept beside the features rather than behind a shuffle: moving 5–6 rows per
  * input event to a keyed buffer operator cost more than computing them. Order makes the
@@ -33,22 +33,25 @@ final class FeatureLogChunks {
             Comparator.comparing((FeatureLogRow r) -> r.entityId).thenComparingLong(r -> r.ts);
 
     private final long partitionMs;
+    private final long sliceMs;
     private final int chunkRows;
-    /** Open rows by partition end, then by kind (view). */
+    /** Open rows by slice end, then by kind (view). */
     private final TreeMap<Long, TreeMap<Byte, FeatureLogBlocks>> open = new TreeMap<>();
 
-    FeatureLogChunks(long partitionMs, int chunkRows) {
+    FeatureLogChunks(long partitionMs, long sliceMs, int chunkRows) {
         this.partitionMs = partitionMs;
+        this.sliceMs = sliceMs;
         this.chunkRows = chunkRows;
     }
 
     void add(FeatureLogRow row) {
-        long end = row.ts - Math.floorMod(row.ts, partitionMs) + partitionMs;
+        long end = row.ts - Math.floorMod(row.ts, sliceMs) + sliceMs;
         open.computeIfAbsent(end, e -> new TreeMap<>())
                 .computeIfAbsent(row.kind, k -> new FeatureLogBlocks(k, end)).add(row);
     }
 
-    /** A block from a checkpoint (see {@link #blocks()}). */
+    /** A block from a checkpoint (see {@link #blocks()}); one from before slices ends with
+     * its hour, and is released as that hour's last slice. */
     void addBlock(byte[] block) {
         FeatureLogBlocks.Header h = FeatureLogBlocks.header(block);
         open.computeIfAbsent(h.end, e -> new TreeMap<>())
@@ -58,8 +61,8 @@ final class FeatureLogChunks {
     /**
      * Every row not yet released, as encoded blocks: what a checkpoint keeps. Operator state
      * is deep-copied in the synchronous part of every checkpoint, which stalls the operator;
-     * a few hundred byte arrays copy in milliseconds, where a live hour's row objects (copied
-     * field by field) stalled it for a second every checkpoint at 5,000 events/s.
+     * a few hundred byte arrays copy in milliseconds, where row objects (copied field by
+     * field) stalled it for a second every checkpoint at 5,000 events/s.
      */
     List<byte[]> blocks() {
         List<byte[]> all = new ArrayList<>();
@@ -70,27 +73,63 @@ final class FeatureLogChunks {
     }
 
     /**
-     * Chunks of every partition that ended at or before `watermark`, as partition-writer rows
-     * (dataset feature_log/&lt;view&gt;, partition, chunk, chunks, no summary, data).
+     * Chunks of the slices the watermark has passed, as partition-writer rows (dataset
+     * feature_log/&lt;view&gt;, partition (hour), chunk, chunks, no summary, data). An hour's
+     * final slices are walked in order and cut into groups once a group holds chunkRows rows;
+     * the hour's last group goes when the watermark passes the hour's end. Where the cuts fall
+     * depends only on the rows of final slices, never on how far the watermark has got, so a
+     * replay cuts (and writes) the same files.
      */
     List<Row> release(long watermark) {
         List<Row> out = new ArrayList<>();
         while (!open.isEmpty() && open.firstKey() <= watermark) {
-            Map.Entry<Long, TreeMap<Byte, FeatureLogBlocks>> partition = open.pollFirstEntry();
-            for (FeatureLogBlocks blocks : partition.getValue().values()) {
-                List<FeatureLogRow> all = blocks.rows();
-                all.sort(ORDER);
-                FeatureLogRow first = all.get(0);
-                String dataset = Names.FEATURE_LOG_DATASET + "/" + first.view();
-                String name = PartitionRow.hourName(first.ts, partitionMs);
-                int chunks = (all.size() + chunkRows - 1) / chunkRows;
-                for (int c = 0; c < chunks; c++) {
-                    List<FeatureLogRow> chunk = all.subList(c * chunkRows, Math.min(all.size(), (c + 1) * chunkRows));
-                    out.add(Row.of(dataset, name, c, chunks, null, encode(chunk)));
+            long first = open.firstKey();
+            long hourStart = (first - 1) - Math.floorMod(first - 1, partitionMs);
+            long hourEnd = hourStart + partitionMs;
+            List<Long> group = new ArrayList<>();
+            long rows = 0;
+            for (Map.Entry<Long, TreeMap<Byte, FeatureLogBlocks>> slice
+                    : new ArrayList<>(open.headMap(Math.min(watermark, hourEnd), true).entrySet())) {
+                group.add(slice.getKey());
+                for (FeatureLogBlocks b : slice.getValue().values()) rows += b.size();
+                if (rows >= chunkRows) {
+                    emit(group, hourStart, out);
+                    group.clear();
+                    rows = 0;
                 }
             }
+            if (group.isEmpty()) {
+                continue;
+            }
+            if (watermark < hourEnd) {
+                break; // the hour's remaining rows wait for more rows or for its end
+            }
+            emit(group, hourStart, out);
         }
         return out;
+    }
+
+    /** One group of slices of an hour, per view in (entity, time) order and in chunks. */
+    private void emit(List<Long> slices, long hourStart, List<Row> out) {
+        TreeMap<Byte, List<FeatureLogRow>> byKind = new TreeMap<>();
+        for (long end : slices) {
+            for (Map.Entry<Byte, FeatureLogBlocks> view : open.remove(end).entrySet()) {
+                byKind.computeIfAbsent(view.getKey(), k -> new ArrayList<>()).addAll(view.getValue().rows());
+            }
+        }
+        // Chunk numbers say which slice the group starts at (file names stay readable).
+        int base = (int) ((slices.get(0) - sliceMs - hourStart) / sliceMs) * 1000;
+        for (List<FeatureLogRow> all : byKind.values()) {
+            all.sort(ORDER);
+            FeatureLogRow first = all.get(0);
+            String dataset = Names.FEATURE_LOG_DATASET + "/" + first.view();
+            String name = PartitionRow.hourName(first.ts, partitionMs);
+            int chunks = (all.size() + chunkRows - 1) / chunkRows;
+            for (int c = 0; c < chunks; c++) {
+                List<FeatureLogRow> chunk = all.subList(c * chunkRows, Math.min(all.size(), (c + 1) * chunkRows));
+                out.add(Row.of(dataset, name, base + c, chunks, null, encode(chunk)));
+            }
+        }
     }
 
     static byte[] encode(List<FeatureLogRow> rows) {

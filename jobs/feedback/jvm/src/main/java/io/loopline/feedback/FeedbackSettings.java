@@ -37,6 +37,7 @@ public final class FeedbackSettings implements Serializable {
     public final long slicePartitionMs;
     public final long onlineFlushMs;
     public final int partitionChunkRows;
+    public final long featureLogSliceMs;
     public final boolean offlineFeatureLog;
     /** Every writer schema known when the job was built (shipped files + the schemas topic). */
     public final List<String> writerSchemas;
@@ -67,6 +68,7 @@ public final class FeedbackSettings implements Serializable {
         slicePartitionMs = n.path("slice_partition_ms").asLong();
         onlineFlushMs = n.path("online_flush_ms").asLong();
         partitionChunkRows = n.path("partition_chunk_rows").asInt();
+        featureLogSliceMs = n.path("feature_log_slice_ms").asLong(slicePartitionMs);
         offlineFeatureLog = n.path("offline_feature_log").asBoolean(true);
         writerSchemas = new ArrayList<>();
         n.path("writer_schemas").forEach(s -> writerSchemas.add(s.asText()));

@@ -75,7 +75,7 @@ public class WindowFeatures extends KeyedProcessFunction<String, FeatureDelta, R
 
     @Override
     public void initializeState(FunctionInitializationContext context) throws Exception {
-        chunks = new FeatureLogChunks(settings.slicePartitionMs, settings.partitionChunkRows);
+        chunks = new FeatureLogChunks(settings.slicePartitionMs, settings.featureLogSliceMs, settings.partitionChunkRows);
         unreleased = context.getOperatorStateStore().getListState(
                 new ListStateDescriptor<>("feature-log-blocks", PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
         for (byte[] block : unreleased.get()) {

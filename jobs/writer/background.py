@@ -122,8 +122,9 @@ class WriterProcess:
             raise WriterError(f"the writer process failed (exit {code}, log {self.log_path}): "
                               f"{self._tail()}")
         stats = WriterStats.from_dict(json.loads(self.stats_path.read_text()))
-        if drain and (not stats.complete or not stats.records_in):
-            # Short of the end offsets, or nothing read at all: keep the log for whoever looks.
+        if (drain and not stats.complete) or not stats.records_in:
+            # Short of the end offsets, or nothing read at all (drained or not: a live writer
+            # that never got a record is what its log must explain): keep the log.
             log.warning("the writer drained %d records (complete: %s); its log: %s (last "
                         "lines: %s)", stats.records_in, stats.complete, self.log_path,
                         self._tail())

@@ -49,6 +49,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# A live writer that has read nothing for this long logs its consumer's state (see run()).
+QUIET_REPORT_S = 10.0
+
+
 class _Joined(ConsumerRebalanceListener):
     """Tells "not in the group yet" apart from "in the group, with no partitions"."""
 
@@ -303,6 +307,7 @@ class FeatureWriter:
             self._partitions(consumer)
             joined = _Joined()
             consumer.subscribe([self.config.topic], listener=joined)
+            quiet_since = time.perf_counter()
             while not stop.is_set():
                 if drain is not None and drain.is_set():
                     ends = consumer.end_offsets(self._partitions(consumer))
@@ -311,6 +316,10 @@ class FeatureWriter:
                 records = self._next_batch(consumer, tally)
                 if records:
                     self._handle(consumer, records, tally)
+                    quiet_since = time.perf_counter()
+                elif time.perf_counter() - quiet_since >= QUIET_REPORT_S:
+                    self._report_quiet(consumer, joined)
+                    quiet_since = time.perf_counter()
             else:
                 complete = True
         except KafkaError as exc:
@@ -319,6 +328,22 @@ class FeatureWriter:
             consumer.close(autocommit=False)
             self.consumer = None
         return tally.freeze(time.perf_counter() - started, complete)
+
+    def _report_quiet(self, consumer: KafkaConsumer, joined: _Joined) -> None:
+        """No record for a while: log what the consumer holds against what the topic has, so
+        a writer that reads nothing although updates wait (seen intermittently in tests) leaves
+        the evidence in its log."""
+        try:
+            topic = self._partitions(consumer)
+            ends = consumer.end_offsets(topic)
+            held = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+            positions = {tp.partition: consumer.position(tp) for tp in held}
+        except KafkaError as exc:
+            log.info("no records for %.0f s; consumer state unavailable: %s", QUIET_REPORT_S, exc)
+            return
+        log.info("no records for %.0f s: joined=%s, assigned %s at positions %s; the topic's "
+                 "end offsets %s", QUIET_REPORT_S, joined.joined, [tp.partition for tp in held],
+                 positions, {tp.partition: ends[tp] for tp in topic})
 
     def _loop(self, consumer: KafkaConsumer, tally: Tally, ends: dict[TopicPartition, int],
               joined: _Joined | None, progress: Progress | None = None, total: int = 0) -> bool:

@@ -130,3 +130,20 @@ def test_lineage_names_the_run_and_its_outputs(kafka: KafkaConfig,
     assert any(o.startswith(f"{slices.LABELLED_DATASET}/") for o in outputs)
     mirror = feedback_run["paths"].lineage / f"{job.run_id}.jsonl"
     assert len(mirror.read_text().splitlines()) == len(events)
+
+
+def test_on_rocksdb_the_job_reconciles_and_labels_exactly_as_on_the_heap(
+        kafka: KafkaConfig, feedback_run: dict[str, Any],
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """state_backend = "rocksdb": every state access goes through the serializers (the label
+    join's RequestStateSerializer above all), so the same case must give the same outputs."""
+    job = case_job(state_backend="rocksdb")
+    produce_case(kafka, job)
+    paths = PathsConfig(home=tmp_path_factory.mktemp("rocks"), jars=PathsConfig().jars).resolved()
+    run(job, kafka, FeastConfig(), paths)
+    assert reconcile(kafka, job).as_dict() == EXPECTED_COUNTS
+    heap, rocks = (pd.read_parquet(p.slices / slices.LABELLED_DATASET)
+                   .drop(columns=["source_topic"]).sort_values(["request_id", "item_id"])
+                   .reset_index(drop=True)
+                   for p in (feedback_run["paths"], paths))
+    pd.testing.assert_frame_equal(heap, rocks)

@@ -80,14 +80,13 @@ def create(
         # Before anything touches the gateway: pyflink's Configuration() already starts the
         # JVM, which then keeps the options it started with.
         java.gateway_jvm_args(job.jit_options)
-    conf = flink_configuration(job, paths, embedded, metrics)
-    if embedded:
         # PyFlink's default for a local mini-cluster ("loopback") runs the Python workers as
         # threads of this process: one GIL shared with the caller (the demo's serving, a
         # test), and each worker start overwrites os.environ with the gateway JVM's
         # environment. Separate worker processes, as on a cluster, use every core and leave
         # the caller alone. (PyFlink reads this switch when the environment is created.)
         os.environ.setdefault("_python_worker_execution_mode", "process")
+    conf = flink_configuration(job, paths, embedded, metrics)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     # The job's JVM operators, shipped with the job in every mode. add_jars appends to
     # pipeline.jars (`flink run` put flink-python there) and loads the jar into this client,

@@ -66,20 +66,6 @@ final class Json {
         return this;
     }
 
-    /** A record's fields as they are (the slice row of a LabelledImpression, say). */
-    static Json of(org.apache.avro.generic.GenericRecord record) {
-        Json json = new Json();
-        for (org.apache.avro.Schema.Field field : record.getSchema().getFields()) {
-            Object v = record.get(field.pos());
-            if (v == null) json.key(field.name()).append("null");
-            else if (v instanceof Boolean) json.put(field.name(), (boolean) (Boolean) v);
-            else if (v instanceof Double) json.put(field.name(), (double) (Double) v);
-            else if (v instanceof Integer || v instanceof Long) json.key(field.name()).append(v);
-            else json.put(field.name(), v.toString());
-        }
-        return json;
-    }
-
     String done() {
         return out.append('}').toString();
     }

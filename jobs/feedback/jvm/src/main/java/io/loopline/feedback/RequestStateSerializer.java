@@ -1,8 +1,16 @@
 package io.loopline.feedback;
 
 import org.apache.flink.api.common.typeutils.SimpleTypeSerializerSnapshot;
+import org.apache.flink.api.common.typeutils.TypeSerializer;
 import org.apache.flink.api.common.typeutils.TypeSerializerSnapshot;
+import org.apache.flink.api.common.typeutils.base.IntSerializer;
+import org.apache.flink.api.common.typeutils.base.LongSerializer;
 import org.apache.flink.api.common.typeutils.base.TypeSerializerSingleton;
+import org.apache.flink.api.common.typeutils.base.array.BytePrimitiveArraySerializer;
+import org.apache.flink.api.common.typeutils.base.array.DoublePrimitiveArraySerializer;
+import org.apache.flink.api.common.typeutils.base.array.IntPrimitiveArraySerializer;
+import org.apache.flink.api.common.typeutils.base.array.LongPrimitiveArraySerializer;
+import org.apache.flink.api.common.typeutils.base.array.StringArraySerializer;
 import org.apache.flink.core.memory.DataInputDeserializer;
 import org.apache.flink.core.memory.DataInputView;
 import org.apache.flink.core.memory.DataOutputSerializer;
@@ -31,6 +39,11 @@ import java.util.Set;
 public final class RequestStateSerializer extends TypeSerializerSingleton<RequestState> {
     private static final long serialVersionUID = 1L;
     private static final int VERSION = 1;
+    private static final BytePrimitiveArraySerializer BYTES = BytePrimitiveArraySerializer.INSTANCE;
+    private static final IntPrimitiveArraySerializer INTS = IntPrimitiveArraySerializer.INSTANCE;
+    private static final LongPrimitiveArraySerializer LONGS = LongPrimitiveArraySerializer.INSTANCE;
+    private static final DoublePrimitiveArraySerializer DOUBLES = DoublePrimitiveArraySerializer.INSTANCE;
+    private static final StringArraySerializer STRINGS = StringArraySerializer.INSTANCE;
     /** The fields written below, per class: a field added to one of them without a place in
      * the layout would be lost at every checkpoint, so the job refuses to start instead. */
     private static final String[][] FIELDS = {
@@ -110,7 +123,7 @@ public final class RequestStateSerializer extends TypeSerializerSingleton<Reques
             out.writeDouble(o.revenue);
             out.writeLong(o.dwellMs);
             out.writeInt(o.interactions);
-            writeLongs(o.refs, out);
+            write(o.refs, LONGS, out);
         }
         out.writeInt(s.pending.size());
         for (InputEvent e : s.pending) writeEvent(e, out);
@@ -141,7 +154,7 @@ public final class RequestStateSerializer extends TypeSerializerSingleton<Reques
             o.revenue = in.readDouble();
             o.dwellMs = in.readLong();
             o.interactions = in.readInt();
-            o.refs = readLongs(in);
+            o.refs = read(LONGS, in);
             s.outcomes.put(item, o);
         }
         int pending = in.readInt();
@@ -188,7 +201,7 @@ public final class RequestStateSerializer extends TypeSerializerSingleton<Reques
         StringValue.writeString(e.topic, out);
         out.writeInt(e.partition);
         out.writeLong(e.offset);
-        writeBytes(e.raw, out);
+        write(e.raw, BYTES, out);
         StringValue.writeString(e.userId, out);
         StringValue.writeString(e.sessionId, out);
         StringValue.writeString(e.requestId, out);
@@ -196,30 +209,28 @@ public final class RequestStateSerializer extends TypeSerializerSingleton<Reques
         StringValue.writeString(e.arm, out);
         StringValue.writeString(e.policy, out);
         out.writeBoolean(e.fallback);
-        writeStrings(e.itemIds, out);
-        writeInts(e.positions, out);
-        writeDoubles(e.scores, out);
-        writeDoubles(e.propensities, out);
+        write(e.itemIds, STRINGS, out);
+        write(e.positions, INTS, out);
+        write(e.scores, DOUBLES, out);
+        write(e.propensities, DOUBLES, out);
         StringValue.writeString(e.eventId, out);
         StringValue.writeString(e.itemId, out);
         StringValue.writeString(e.type, out);
         out.writeDouble(e.revenue);
-        out.writeBoolean(e.dwellMs != null);
-        if (e.dwellMs != null) out.writeLong(e.dwellMs);
-        out.writeBoolean(e.position != null);
-        if (e.position != null) out.writeInt(e.position);
+        write(e.dwellMs, LongSerializer.INSTANCE, out);
+        write(e.position, IntSerializer.INSTANCE, out);
         LoggedVectors v = e.log;
         out.writeBoolean(v != null);
         if (v == null) return;
         StringValue.writeString(v.featureServiceVersion, out);
         out.writeDouble(v.sampleRate);
         out.writeLong(v.userFeatureTime);
-        writeDoubles(v.userValues, out);
-        writeStrings(v.itemIds, out);
-        writeLongs(v.itemFeatureTimes, out);
+        write(v.userValues, DOUBLES, out);
+        write(v.itemIds, STRINGS, out);
+        write(v.itemFeatureTimes, LONGS, out);
         out.writeInt(v.itemValues == null ? -1 : v.itemValues.length);
         if (v.itemValues != null) {
-            for (double[] values : v.itemValues) writeDoubles(values, out);
+            for (double[] values : v.itemValues) write(values, DOUBLES, out);
         }
     }
 
@@ -231,7 +242,7 @@ public final class RequestStateSerializer extends TypeSerializerSingleton<Reques
         e.topic = StringValue.readString(in);
         e.partition = in.readInt();
         e.offset = in.readLong();
-        e.raw = readBytes(in);
+        e.raw = read(BYTES, in);
         e.userId = StringValue.readString(in);
         e.sessionId = StringValue.readString(in);
         e.requestId = StringValue.readString(in);
@@ -239,103 +250,40 @@ public final class RequestStateSerializer extends TypeSerializerSingleton<Reques
         e.arm = StringValue.readString(in);
         e.policy = StringValue.readString(in);
         e.fallback = in.readBoolean();
-        e.itemIds = readStrings(in);
-        e.positions = readInts(in);
-        e.scores = readDoubles(in);
-        e.propensities = readDoubles(in);
+        e.itemIds = read(STRINGS, in);
+        e.positions = read(INTS, in);
+        e.scores = read(DOUBLES, in);
+        e.propensities = read(DOUBLES, in);
         e.eventId = StringValue.readString(in);
         e.itemId = StringValue.readString(in);
         e.type = StringValue.readString(in);
         e.revenue = in.readDouble();
-        e.dwellMs = in.readBoolean() ? in.readLong() : null;
-        e.position = in.readBoolean() ? in.readInt() : null;
+        e.dwellMs = read(LongSerializer.INSTANCE, in);
+        e.position = read(IntSerializer.INSTANCE, in);
         if (!in.readBoolean()) return e;
         LoggedVectors v = new LoggedVectors();
         v.featureServiceVersion = StringValue.readString(in);
         v.sampleRate = in.readDouble();
         v.userFeatureTime = in.readLong();
-        v.userValues = readDoubles(in);
-        v.itemIds = readStrings(in);
-        v.itemFeatureTimes = readLongs(in);
+        v.userValues = read(DOUBLES, in);
+        v.itemIds = read(STRINGS, in);
+        v.itemFeatureTimes = read(LONGS, in);
         int n = in.readInt();
         if (n >= 0) {
             v.itemValues = new double[n][];
-            for (int i = 0; i < n; i++) v.itemValues[i] = readDoubles(in);
+            for (int i = 0; i < n; i++) v.itemValues[i] = read(DOUBLES, in);
         }
         e.log = v;
         return e;
     }
 
-    private static void writeBytes(byte[] v, DataOutputView out) throws IOException {
-        out.writeInt(v == null ? -1 : v.length);
-        if (v != null) out.write(v);
+    /** A value that may be null: a presence flag, then Flink's own serializer of its type. */
+    private static <T> void write(T v, TypeSerializer<T> serializer, DataOutputView out) throws IOException {
+        out.writeBoolean(v != null);
+        if (v != null) serializer.serialize(v, out);
     }
 
-    private static byte[] readBytes(DataInputView in) throws IOException {
-        int n = in.readInt();
-        if (n < 0) return null;
-        byte[] v = new byte[n];
-        in.readFully(v);
-        return v;
-    }
-
-    private static void writeStrings(String[] v, DataOutputView out) throws IOException {
-        out.writeInt(v == null ? -1 : v.length);
-        if (v != null) {
-            for (String s : v) StringValue.writeString(s, out);
-        }
-    }
-
-    private static String[] readStrings(DataInputView in) throws IOException {
-        int n = in.readInt();
-        if (n < 0) return null;
-        String[] v = new String[n];
-        for (int i = 0; i < n; i++) v[i] = StringValue.readString(in);
-        return v;
-    }
-
-    private static void writeInts(int[] v, DataOutputView out) throws IOException {
-        out.writeInt(v == null ? -1 : v.length);
-        if (v != null) {
-            for (int x : v) out.writeInt(x);
-        }
-    }
-
-    private static int[] readInts(DataInputView in) throws IOException {
-        int n = in.readInt();
-        if (n < 0) return null;
-        int[] v = new int[n];
-        for (int i = 0; i < n; i++) v[i] = in.readInt();
-        return v;
-    }
-
-    private static void writeLongs(long[] v, DataOutputView out) throws IOException {
-        out.writeInt(v == null ? -1 : v.length);
-        if (v != null) {
-            for (long x : v) out.writeLong(x);
-        }
-    }
-
-    private static long[] readLongs(DataInputView in) throws IOException {
-        int n = in.readInt();
-        if (n < 0) return null;
-        long[] v = new long[n];
-        for (int i = 0; i < n; i++) v[i] = in.readLong();
-        return v;
-    }
-
-    private static void writeDoubles(double[] v, DataOutputView out) throws IOException {
-        out.writeInt(v == null ? -1 : v.length);
-        if (v != null) {
-            for (double x : v) out.writeDouble(x);
-        }
-    }
-
-    private static double[] readDoubles(DataInputView in) throws IOException {
-        int n = in.readInt();
-        if (n < 0) return null;
-        double[] v = new double[n];
-        for (int i = 0; i < n; i++) v[i] = in.readDouble();
-        return v;
+    private static <T> T read(TypeSerializer<T> serializer, DataInputView in) throws IOException {
+        return in.readBoolean() ? serializer.deserialize(in) : null;
     }
 }
